@@ -1,0 +1,122 @@
+"""One interface for every inference engine, in the manner of Polygraphy's runners.
+
+A backend loads one model and maps named input arrays to named output arrays.
+It knows nothing about images or colour: ``Fuser`` does that, identically for
+every backend. Backends are found by name in ``BACKENDS`` and imported lazily,
+so a missing optional engine (TensorRT on a desktop, torch on a Jetson) only
+matters when it is asked for.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping
+
+import numpy as np
+
+from sage_edge.errors import SageEdgeError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A model input or output. ``shape`` holds ints, or strings/None for dynamic axes."""
+
+    name: str
+    dtype: np.dtype
+    shape: tuple[int | str | None, ...]
+
+
+class Backend(ABC):
+    """Load a model once, then ``infer`` many times. Use as a context manager to release resources."""
+
+    name: str = "backend"
+
+    @property
+    @abstractmethod
+    def inputs(self) -> list[TensorSpec]: ...
+
+    @property
+    @abstractmethod
+    def outputs(self) -> list[TensorSpec]: ...
+
+    @abstractmethod
+    def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once. ``feed`` maps every input name to a contiguous array of the input's dtype."""
+
+    def close(self) -> None:
+        """Release engine resources. Idempotent."""
+
+    def describe(self) -> str:
+        return self.name
+
+    def __enter__(self) -> "Backend":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# name -> "module:class"; imported on first use.
+BACKENDS: dict[str, str] = {
+    "onnxruntime": "sage_edge.runtime.onnxruntime_backend:OnnxRuntimeBackend",
+    "tensorrt": "sage_edge.runtime.tensorrt_backend:TensorRTBackend",
+    "torch": "sage_edge.models.torch_backend:TorchBackend",
+}
+
+# Which backends can load which model files, best first, for --backend auto.
+BACKENDS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
+    ".onnx": ("onnxruntime",),
+    ".engine": ("tensorrt",),
+    ".plan": ("tensorrt",),
+    ".trt": ("tensorrt",),
+    ".pt": ("torch",),
+    ".pth": ("torch",),
+    ".safetensors": ("torch",),
+}
+
+
+def backend_class(name: str) -> type[Backend]:
+    if name not in BACKENDS:
+        raise SageEdgeError(f"unknown backend '{name}'; choose from {', '.join(BACKENDS)}")
+    module_name, class_name = BACKENDS[name].split(":")
+    return getattr(importlib.import_module(module_name), class_name)
+
+
+def available_backends() -> list[str]:
+    """Backends whose engine imports on this machine."""
+    found = []
+    for name in BACKENDS:
+        try:
+            if backend_class(name).is_available():  # type: ignore[attr-defined]
+                found.append(name)
+        except Exception:  # an engine that fails to import is simply not available
+            continue
+    return found
+
+
+def choose_backend(model_path: Path, requested: str = "auto") -> str:
+    suffix = model_path.suffix.lower()
+    if suffix not in BACKENDS_BY_SUFFIX:
+        raise SageEdgeError(
+            f"{model_path}: unknown model type '{suffix}'; use .onnx, .engine, .pt/.pth or .safetensors"
+        )
+    if requested == "auto":
+        return BACKENDS_BY_SUFFIX[suffix][0]
+    if requested not in BACKENDS_BY_SUFFIX[suffix]:
+        raise SageEdgeError(
+            f"{model_path}: the {requested} backend cannot run {suffix} models "
+            f"(use {' or '.join(BACKENDS_BY_SUFFIX[suffix])}, or export the model first)"
+        )
+    return requested
+
+
+def open_backend(model_path: str | os.PathLike, backend: str = "auto", **options: object) -> Backend:
+    """Open ``model_path`` with the named backend, or the natural one for its file type."""
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise SageEdgeError(f"{model_path}: no such model file")
+    name = choose_backend(model_path, backend)
+    return backend_class(name)(model_path, **options)

@@ -1,0 +1,68 @@
+"""The ``sage-edge`` command line.
+
+Commands are imported lazily (``COMMANDS``), so ``sage-edge fuse`` on a Jetson
+never imports torch and ``--help`` is fast. Every user-caused error is a
+``SageEdgeError``, printed as one line (``error: ...``) with exit code 1.
+"""
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from sage_edge import __version__
+from sage_edge.errors import SageEdgeError
+
+# command name -> "module:attribute", in the order --help lists them.
+COMMANDS: dict[str, str] = {
+    "fuse": "sage_edge.commands.fuse:fuse",
+    "export": "sage_edge.commands.export:export",
+    "fetch": "sage_edge.commands.fetch:fetch",
+    "metrics": "sage_edge.commands.metrics:metrics",
+    "eval": "sage_edge.commands.eval:eval_command",
+    "quantize": "sage_edge.commands.quantize:quantize",
+    "check-precision": "sage_edge.commands.check_precision:check_precision",
+    "build-engine": "sage_edge.commands.build_engine:build_engine",
+    "verify": "sage_edge.commands.verify:verify",
+    "doctor": "sage_edge.commands.doctor:doctor",
+    "run": "sage_edge.commands.run:run",
+    "calibrate": "sage_edge.commands.calibrate:calibrate",
+    "bench": "sage_edge.commands.bench:bench",
+    "train": "sage_edge.commands.train:train",
+}
+
+
+def _available(name: str) -> bool:
+    return importlib.util.find_spec(COMMANDS[name].split(":")[0]) is not None
+
+
+class LazyGroup(click.Group):
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return [name for name in COMMANDS if _available(name)]
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in COMMANDS or not _available(cmd_name):
+            return None
+        module_name, attribute = COMMANDS[cmd_name].split(":")
+        return getattr(importlib.import_module(module_name), attribute)
+
+    def invoke(self, ctx: click.Context) -> object:
+        try:
+            return super().invoke(ctx)
+        except SageEdgeError as exc:
+            click.echo(f"error: {exc}", err=True)
+            sys.exit(1)
+        except KeyboardInterrupt:
+            click.echo("interrupted", err=True)
+            sys.exit(130)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="sage-edge")
+def main() -> None:
+    """SAGE infrared-visible image fusion, from desktop GPU to NVIDIA Jetson."""
+
+
+if __name__ == "__main__":
+    main()

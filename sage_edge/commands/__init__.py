@@ -1,0 +1,1 @@
+"""CLI commands. Each module holds one click command that only composes library calls."""

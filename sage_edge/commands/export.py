@@ -1,0 +1,64 @@
+"""sage-edge export"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sage_edge.errors import SageEdgeError
+
+
+def _require_torch() -> None:
+    try:
+        import onnx  # noqa: F401
+        import torch  # noqa: F401
+    except ImportError as exc:
+        raise SageEdgeError(
+            f"export needs torch and onnx ({exc.name} is missing): pip install 'sage-edge[export]'"
+        ) from None
+
+
+@click.command()
+@click.option("--model", "-m", default="default", show_default=True,
+              help="Zoo name or student weights (.pt/.pth state_dict, .safetensors).")
+@click.option("-o", "--output", type=click.Path(path_type=Path), required=True, help="Output .onnx file.")
+@click.option("--io", "io_kind", type=click.Choice(["uint8", "float"]), default="uint8", show_default=True,
+              help="uint8: end-to-end graph (BGR uint8 in/out, colour maths inside). float: bare Y/IR -> Y network.")
+@click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
+@click.option("--height", type=int, help="Static input height (with --width); dynamic H/W otherwise.")
+@click.option("--width", type=int, help="Static input width (with --height).")
+@click.option("--check-pair", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="IR and visible images to check ONNX Runtime against torch (default: a synthetic pair).")
+@click.option("--simplify/--no-simplify", default=True, show_default=True, help="Run onnxslim.")
+def export(model: str, output: Path, io_kind: str, opset: int, height: int | None, width: int | None,
+           check_pair: tuple[Path, Path] | None, simplify: bool) -> None:
+    """Export the student to ONNX, then check it (onnx.checker, onnxslim, ONNX Runtime vs torch)."""
+    if output.suffix.lower() != ".onnx":
+        raise SageEdgeError(f"{output}: the output must end in .onnx")
+    if (height is None) != (width is None):
+        raise SageEdgeError("give both --height and --width for a static shape, or neither")
+    _require_torch()
+    from sage_edge.export.onnx_export import export_onnx
+    from sage_edge.imageio import read_ir, read_visible
+    from sage_edge.models.checkpoint import load_student
+    from sage_edge.zoo import resolve_model
+
+    student = load_student(resolve_model(model, want="weights"))
+    pair = None
+    if check_pair:
+        ir, vis = read_ir(check_pair[0]), read_visible(check_pair[1])
+        if vis.ndim == 2:
+            import numpy as np
+
+            vis = np.repeat(vis[..., None], 3, axis=2)
+        if ir.shape != vis.shape[:2]:
+            raise SageEdgeError("--check-pair: IR and visible sizes differ")
+        pair = (ir, vis)
+    report = export_onnx(student, output, io_kind=io_kind, opset=opset,
+                         static_size=(height, width) if height else None, check_pair=pair, simplify=simplify)
+    shape = "static {}x{}".format(*report.static_size[::-1]) if report.static_size else "dynamic HxW"
+    source = "given pair" if check_pair else "synthetic pair"
+    click.echo(f"wrote {report.path} (io={report.io_kind}, opset {report.opset}, {shape}, "
+               f"{report.nodes_before_slim}->{report.nodes_after_slim} nodes after onnxslim)")
+    click.echo(f"check: ONNX Runtime vs torch on {source} {report.check_shape[1]}x{report.check_shape[0]}: "
+               f"max abs diff {report.max_abs_diff:g} (tolerance {report.tolerance:g}) OK")

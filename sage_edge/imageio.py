@@ -1,0 +1,105 @@
+"""Image reading and writing for fusion: the one place files become arrays.
+
+Conventions (OpenCV's):
+    IR      -> H x W uint8. 8-bit grey, 3-channel grey (converted as
+               cv2.COLOR_BGR2GRAY), 4-channel (alpha dropped) and 16-bit
+               (percentile stretch, see ``sage_edge.thermal``) all accepted.
+    visible -> H x W x 3 uint8 BGR, or H x W uint8 if the file is grey
+               (a grey visible image gives a grey fused image). 16-bit
+               visible images are scaled to 8 bits.
+Writing picks PNG/JPEG/... from the extension and is atomic.
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from sage_edge.atomic import write_bytes_atomic
+from sage_edge.colour import gray_from_bgr_image
+from sage_edge.errors import SageEdgeError
+from sage_edge.thermal import normalise_ir
+
+WRITABLE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_EXTENSIONS = WRITABLE_EXTENSIONS + (".pgm", ".ppm", ".pnm", ".jp2", ".exr", ".hdr")
+
+
+def _check_not_truncated(path: Path, data: bytes) -> None:
+    # libpng/libjpeg often decode a truncated file "successfully" (grey fill + a warning on
+    # stderr), so look for the format's end marker ourselves.
+    if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
+        raise SageEdgeError(f"{path}: truncated PNG (no IEND chunk)")
+    if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
+        raise SageEdgeError(f"{path}: truncated JPEG (no end-of-image marker)")
+
+
+def read_image(path: str | os.PathLike) -> np.ndarray:
+    """Decode any image OpenCV reads, unchanged (depth and channels kept). One-line errors."""
+    path = Path(path)
+    if not path.exists():
+        raise SageEdgeError(f"{path}: no such file")
+    if path.is_dir():
+        raise SageEdgeError(f"{path}: is a directory, expected an image file")
+    data = path.read_bytes()
+    if not data:
+        raise SageEdgeError(f"{path}: empty file")
+    _check_not_truncated(path, data)
+    image = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+    if image is None or image.size == 0:
+        raise SageEdgeError(f"{path}: not an image OpenCV can decode (corrupt or unsupported format)")
+    if image.dtype not in (np.uint8, np.uint16):
+        raise SageEdgeError(f"{path}: unsupported pixel type {image.dtype}; use 8- or 16-bit images")
+    return image
+
+
+def _drop_alpha(image: np.ndarray) -> np.ndarray:
+    return image[..., :3] if image.ndim == 3 and image.shape[2] == 4 else image
+
+
+def _squeeze_single_channel(image: np.ndarray) -> np.ndarray:
+    return image[..., 0] if image.ndim == 3 and image.shape[2] == 1 else image
+
+
+def as_ir(image: np.ndarray) -> np.ndarray:
+    """Any decoded IR frame -> H x W uint8."""
+    image = _squeeze_single_channel(_drop_alpha(image))
+    if image.ndim == 3:
+        if image.dtype == np.uint16:
+            image = (image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+        image = gray_from_bgr_image(image)
+    return normalise_ir(image)
+
+
+def as_visible(image: np.ndarray) -> np.ndarray:
+    """Any decoded visible frame -> H x W x 3 uint8 BGR, or H x W uint8 if grey."""
+    image = _squeeze_single_channel(_drop_alpha(image))
+    if image.dtype == np.uint16:
+        image = np.floor(image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    return image
+
+
+def read_ir(path: str | os.PathLike) -> np.ndarray:
+    return as_ir(read_image(path))
+
+
+def read_visible(path: str | os.PathLike) -> np.ndarray:
+    return as_visible(read_image(path))
+
+
+def check_writable_extension(path: str | os.PathLike) -> None:
+    suffix = Path(path).suffix.lower()
+    if suffix not in WRITABLE_EXTENSIONS:
+        raise SageEdgeError(
+            f"{path}: unknown output format '{suffix or '(none)'}'; use one of {', '.join(WRITABLE_EXTENSIONS)}"
+        )
+
+
+def write_image(path: str | os.PathLike, image: np.ndarray) -> None:
+    """Encode by extension and write atomically (temp file, then rename)."""
+    check_writable_extension(path)
+    ok, encoded = cv2.imencode(Path(path).suffix.lower(), image)
+    if not ok:
+        raise SageEdgeError(f"{path}: OpenCV could not encode the image")
+    write_bytes_atomic(path, encoded.tobytes())

@@ -1,0 +1,4 @@
+# All metadata lives in setup.cfg; this stub lets older pip/setuptools do editable installs.
+from setuptools import setup
+
+setup()

@@ -1,0 +1,85 @@
+"""Shared fixtures. Real data is read from ../shared/data (never copied into the repo)."""
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = Path(os.environ.get("SAGE_EDGE_SHARED_DATA", REPO_ROOT.parent / "shared" / "data"))
+IVIF = SHARED_DATA / "ivif"
+OFFICIAL_DIR = SHARED_DATA / "sage_official"
+OFFICIAL_CHECKPOINT = OFFICIAL_DIR / "checkpoints.pt"
+M3FD_GOLDEN_STEMS = ("00000", "00001", "00003", "00005")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not SHARED_DATA.is_dir():
+        skip = pytest.mark.skip(reason=f"shared data not found at {SHARED_DATA}")
+        for item in items:
+            if "shared_data" in item.fixturenames:
+                item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def shared_data() -> Path:
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
+def ivif_dir(shared_data: Path) -> Path:
+    return shared_data / "ivif"
+
+
+@pytest.fixture(scope="session")
+def official_checkpoint(shared_data: Path) -> Path:
+    return OFFICIAL_CHECKPOINT
+
+
+@pytest.fixture(scope="session")
+def official_onnx(tmp_path_factory: pytest.TempPathFactory, official_checkpoint: Path) -> Path:
+    """The published student exported as the default uint8 end-to-end graph (once per session)."""
+    from sage_edge.export.onnx_export import export_onnx
+    from sage_edge.models.checkpoint import load_student
+
+    path = tmp_path_factory.mktemp("official") / "sage_official_uint8.onnx"
+    export_onnx(load_student(official_checkpoint), path, io_kind="uint8")
+    return path
+
+
+@pytest.fixture()
+def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty model cache (SAGE_EDGE_CACHE) for this test only."""
+    cache = tmp_path / "cache"
+    monkeypatch.setenv("SAGE_EDGE_CACHE", str(cache))
+    return cache
+
+
+@pytest.fixture()
+def official_in_cache(isolated_cache: Path, official_checkpoint: Path) -> Path:
+    """sage-official fetched into an isolated cache from a file:// URL into ../shared."""
+    from sage_edge import zoo
+
+    return zoo.fetch("sage-official", url=official_checkpoint.resolve().as_uri(), progress=False)
+
+
+@pytest.fixture()
+def synthetic_pair() -> tuple[np.ndarray, np.ndarray]:
+    from sage_edge.samples import synthetic_pair as make
+
+    return make(96, 128, seed=1)
+
+
+def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300):
+    """Run ``sage-edge`` in a subprocess, as a user would; returns CompletedProcess (text)."""
+    import subprocess
+
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "sage_edge.cli", *map(str, args)],
+        capture_output=True, text=True, env=full_env, cwd=cwd, timeout=timeout,
+    )
