@@ -7,6 +7,7 @@ never imports torch and ``--help`` is fast. Every user-caused error is a
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
 
 import click

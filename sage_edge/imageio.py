@@ -4,9 +4,10 @@ Conventions (OpenCV's):
     IR      -> H x W uint8. 8-bit grey, 3-channel grey (converted as
                cv2.COLOR_BGR2GRAY), 4-channel (alpha dropped) and 16-bit
                (percentile stretch, see ``sage_edge.thermal``) all accepted.
-    visible -> H x W x 3 uint8 BGR, or H x W uint8 if the file is grey
-               (a grey visible image gives a grey fused image). 16-bit
-               visible images are scaled to 8 bits.
+    visible -> H x W x 3 uint8 BGR, or H x W uint8 if the image is grey
+               (one channel, or three identical channels as TNO stores
+               them): a grey visible image gives a grey fused image.
+               16-bit visible images are scaled to 8 bits.
 Writing picks PNG/JPEG/... from the extension and is atomic.
 """
 from __future__ import annotations
@@ -77,6 +78,8 @@ def as_visible(image: np.ndarray) -> np.ndarray:
     image = _squeeze_single_channel(_drop_alpha(image))
     if image.dtype == np.uint16:
         image = np.floor(image.astype(np.float32) / 257.0 + 0.5).astype(np.uint8)
+    if image.ndim == 3 and np.array_equal(image[..., 0], image[..., 1]) and np.array_equal(image[..., 0], image[..., 2]):
+        image = np.ascontiguousarray(image[..., 0])
     return image
 
 
