@@ -1,0 +1,107 @@
+"""sage-edge bench: latency / memory / energy over model x backend x precision x resolution."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from sage_edge.errors import SageEdgeError
+
+DEFAULT_RESOLUTION = "640x480"
+
+
+@click.command()
+@click.option("--model", "-m", "models", multiple=True,
+              help="Zoo name or model file (.onnx, .engine, .pt/.safetensors); repeat for several. [default: default]")
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["onnxruntime", "tensorrt", "torch"]),
+              help="Backend(s) to time; repeat for several. [default: onnxruntime]")
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
+              help="Precision(s); a precision a backend lacks is skipped with the reason. [default: fp32]")
+@click.option("--resolution", "resolutions", multiple=True, metavar="WxH",
+              help=f"Input size(s), width x height; repeat for several. [default: {DEFAULT_RESOLUTION}]")
+@click.option("--warmup", default=10, show_default=True, type=int, help="Untimed iterations per configuration.")
+@click.option("--iterations", type=int, default=None, help="Timed iterations per configuration. [default: 100]")
+@click.option("--duration", type=float, default=None, metavar="S",
+              help="Time each configuration for S seconds instead of --iterations.")
+@click.option("--pipeline", is_flag=True, help="Time the full `run` pipeline on file sources, not bare inference.")
+@click.option("--json", "json_out", type=click.Path(path_type=Path), help="Write the results as JSON (schema in docs/bench.md).")
+@click.option("--plot", "plot_out", type=click.Path(path_type=Path), help="Write a PNG: latency distribution and stage bars.")
+@click.option("--markdown", "markdown_out", type=click.Path(path_type=Path), help="Write a markdown results table.")
+@click.option("--compare", "compare_files", nargs=2, type=click.Path(path_type=Path), metavar="A.json B.json",
+              help="Print B/A ratios between two saved runs per matching configuration, and exit.")
+@click.option("--estimate", "estimate_module", metavar="MODULE",
+              help="Print a roofline ESTIMATE of the FP16/INT8 latency floor on a Jetson module "
+                   "(orin-nano, orin-nx-8, orin-nx-16, orin-agx-32, orin-agx-64), and exit.")
+@click.option("--data", "data_dir", type=click.Path(path_type=Path), default=None,
+              help="Folder of IR/visible datasets for the inputs. [default: ../shared/data/ivif]")
+@click.option("--frames", default=8, show_default=True, type=int, help="Distinct pairs cycled through.")
+@click.option("--seed", default=0, show_default=True, type=int, help="Seed that picks the pairs.")
+@click.option("--threads", default=0, show_default=True, type=int,
+              help="ONNX Runtime intra-op threads (0: ONNX Runtime's default).")
+@click.option("--tegrastats-interval", default=100, show_default=True, type=int, metavar="MS",
+              help="tegrastats sampling interval on Jetson.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
+def bench(models, backends, precisions, resolutions, warmup, iterations, duration, pipeline, json_out, plot_out,
+          markdown_out, compare_files, estimate_module, data_dir, frames, seed, threads, tegrastats_interval,
+          quiet) -> None:
+    """Benchmark latency (per stage, p50/p90/p99), memory and energy per frame.
+
+    Every combination of --model x --backend x --precision x --resolution runs on the same
+    seeded real image pairs, resized to the resolution. Cells that cannot run here are
+    listed as skipped, with the reason.
+
+    \b
+    Examples:
+      sage-edge bench --model default --resolution 640x480 --iterations 200 --json out.json --plot out.png
+      sage-edge bench --model fused.engine --backend tensorrt --precision fp16 --duration 30
+      sage-edge bench --compare before.json after.json
+      sage-edge bench --model default --resolution 640x512 --estimate orin-nx-16
+    """
+    from sage_edge import benchmarking as bm
+
+    if compare_files:
+        a, b = (bm.load_result(p) for p in compare_files)
+        click.echo(bm.format_compare(a, b, str(compare_files[0]), str(compare_files[1])))
+        return
+    models = list(models) or ["default"]
+    sizes = [bm.parse_resolution(r) for r in (resolutions or [DEFAULT_RESOLUTION])]
+    if estimate_module:
+        click.echo(bm.estimate_text(models, sizes, estimate_module))
+        return
+    if iterations is not None and duration is not None:
+        raise SageEdgeError("give --iterations or --duration, not both")
+    opts = bm.RunOptions(warmup=warmup, iterations=100 if iterations is None else iterations, duration_s=duration,
+                         tegrastats_interval_ms=tegrastats_interval, progress=not quiet)
+    opts.check()
+    _check_outputs(json_out, plot_out, markdown_out)
+    cells = bm.grid(models, list(backends) or ["onnxruntime"], list(precisions) or ["fp32"], sizes, pipeline)
+    inputs = bm.load_inputs(data_dir, frames=frames, seed=seed, echo=click.echo)
+    backend_options = {"onnxruntime": {"intra_op_threads": threads}} if threads else None
+    doc = bm.run_grid(cells, inputs, opts, echo=click.echo, backend_options=backend_options,
+                      settings={"seed": seed, "threads": threads})
+    click.echo(bm.format_table(doc))
+    if not any(r["status"] == "ok" for r in doc["results"]):
+        raise SageEdgeError("no configuration could run here (see the skipped lines above); nothing written")
+    if json_out:
+        bm.write_json(doc, json_out)
+        click.echo(f"wrote {json_out}")
+    if markdown_out:
+        bm.write_text(markdown_out, bm.format_markdown(doc))
+        click.echo(f"wrote {markdown_out}")
+    if plot_out:
+        bm.plot(doc, plot_out)
+        click.echo(f"wrote {plot_out}")
+
+
+def _check_outputs(*paths: Path | None) -> None:
+    """Fail before timing anything if an output cannot be written."""
+    for path, suffixes in zip(paths, ((".json",), (".png", ".svg", ".pdf"), (".md", ".markdown"))):
+        if path is None:
+            continue
+        if path.suffix.lower() not in suffixes:
+            raise SageEdgeError(f"{path}: use a {' or '.join(suffixes)} file")
+        if path.is_dir():
+            raise SageEdgeError(f"{path}: is a directory")
+        parent = path.parent if str(path.parent) else Path(".")
+        if parent.exists() and not parent.is_dir():
+            raise SageEdgeError(f"{path}: {parent} is not a directory")
