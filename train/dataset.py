@@ -46,14 +46,15 @@ def dataset_pairs(data_dir: str | os.PathLike) -> list[ImagePair]:
     return pairs
 
 
-def cover_crop(images: list[np.ndarray], crop_hw: tuple[int, int]) -> list[np.ndarray]:
+def cover_crop(images: list[np.ndarray], crop_hw: tuple[int, int],
+               interpolation: int = cv2.INTER_LINEAR) -> list[np.ndarray]:
     """Scale images (same H x W) up, if needed, so that a crop of ``crop_hw`` fits."""
     h, w = images[0].shape[:2]
     scale = max(crop_hw[0] / h, crop_hw[1] / w, 1.0)
     if scale == 1.0:
         return images
     size = (int(np.ceil(w * scale)), int(np.ceil(h * scale)))
-    return [cv2.resize(im, size, interpolation=cv2.INTER_LINEAR) for im in images]
+    return [cv2.resize(im, size, interpolation=interpolation) for im in images]
 
 
 class RandomCropPairs(Dataset):
@@ -84,3 +85,99 @@ class RandomCropPairs(Dataset):
         if self.hflip and rng.random() < 0.5:
             crops = [c[:, ::-1] for c in crops]
         return tuple(torch.from_numpy(np.ascontiguousarray(c))[None] for c in crops)  # type: ignore[return-value]
+
+
+# --- distillation samples: pairs + SAM masks (+ optional labels) --------------------------------
+
+
+@dataclass
+class DistillItem:
+    pair: LoadedPair
+    masks_vis: np.ndarray  # 4 x H x W uint8 {0, 1}: SAM's 4 largest masks, padded with whole-image masks
+    masks_ir: np.ndarray
+    label: np.ndarray | None  # H x W int64 class ids, or None
+
+
+def load_distill_items(data_dir: str | os.PathLike, mask_cache: str | os.PathLike | None,
+                       max_pairs: int | None = None, with_labels: bool = True) -> list[DistillItem]:
+    """Every pair under ``data_dir`` with its cached SAM masks (whole-image masks when mask_cache is None)."""
+    from sage_edge.train.mask_cache import load_masks, mask_path, top_masks
+    from sage_edge.train.segmentation import find_label, load_label
+
+    datasets = find_datasets(data_dir)
+    jobs = [(name, pair) for name, pairs in datasets.items() for pair in pairs]
+    if not jobs:
+        raise SageEdgeError(f"{data_dir}: no IR/visible pairs")
+    if max_pairs:
+        jobs = jobs[:max_pairs]
+    items = []
+    for name, pair in jobs:
+        loaded = load_pair(pair)
+        hw = loaded.ir.shape
+        masks = {}
+        for modality in ("vis", "ir"):
+            if mask_cache is None:
+                masks[modality] = np.ones((4, *hw), dtype=np.uint8)
+                continue
+            path = mask_path(mask_cache, name, modality, pair.stem)
+            if not path.is_file():
+                raise SageEdgeError(f"{path}: no SAM masks for {name}/{pair.stem}; run 'sage-edge train masks' first")
+            cached = load_masks(path)
+            if cached.shape[1:] != hw:
+                raise SageEdgeError(f"{path}: masks are {cached.shape[2]}x{cached.shape[1]}, "
+                                    f"image is {hw[1]}x{hw[0]} (stale cache?)")
+            masks[modality] = top_masks(cached, 4)
+        label = None
+        if with_labels:
+            label_path = find_label(pair.ir.parent.parent, pair.stem)
+            if label_path is not None:
+                label = load_label(label_path, hw)
+        items.append(DistillItem(loaded, masks["vis"], masks["ir"], label))
+    return items
+
+
+class RandomCropDistill(Dataset):
+    """Aligned random crops + flip of Y, IR, Cr, Cb, both mask stacks and the label; a dict per sample.
+
+    Keys: vis_y, ir, cr, cb (1 x h x w float [0, 1]), masks_vis, masks_ir (4 x h x w float {0, 1}),
+    label (h x w int64; 255 = ignore, all 255 when the pair has no label).
+    """
+
+    def __init__(self, items: list[DistillItem], crop_hw: tuple[int, int], samples_per_epoch: int, seed: int = 0,
+                 hflip: bool = True) -> None:
+        self.items = []
+        for item in items:
+            _, cr, cb = colour.ycrcb_from_bgr_image(item.pair.vis_bgr)
+            planes = cover_crop([item.pair.vis_y, item.pair.ir, colour.to_unit(cr).astype(np.float32),
+                                 colour.to_unit(cb).astype(np.float32)], crop_hw)
+            label = item.label if item.label is not None else np.full(item.pair.ir.shape, 255, np.int64)
+            nearest = cover_crop([np.ascontiguousarray(item.masks_vis.transpose(1, 2, 0)),
+                                  np.ascontiguousarray(item.masks_ir.transpose(1, 2, 0)),
+                                  label.astype(np.int32)], crop_hw, interpolation=cv2.INTER_NEAREST)
+            self.items.append((planes, nearest))
+        self.crop_hw = crop_hw
+        self.samples_per_epoch = samples_per_epoch
+        self.seed = seed
+        self.hflip = hflip
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return self.samples_per_epoch
+
+    def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
+        rng = np.random.default_rng((self.seed, self.epoch, index))
+        planes, nearest = self.items[rng.integers(len(self.items))]
+        h, w = planes[0].shape
+        ch, cw = self.crop_hw
+        top, left = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
+        flip = self.hflip and rng.random() < 0.5
+        cut = lambda a: a[top : top + ch, left : left + cw][:, ::-1] if flip else a[top : top + ch, left : left + cw]  # noqa: E731
+        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        vis_y, ir, cr, cb = (t(cut(p))[None] for p in planes)
+        masks_vis, masks_ir, label = (cut(a) for a in nearest)
+        return {"vis_y": vis_y, "ir": ir, "cr": cr, "cb": cb,
+                "masks_vis": t(masks_vis.transpose(2, 0, 1)).float(), "masks_ir": t(masks_ir.transpose(2, 0, 1)).float(),
+                "label": t(label).long()}
