@@ -31,6 +31,8 @@ def percentile(samples: Sequence[float] | np.ndarray, q: float) -> float:
     rank = q / 100.0 * (values.size - 1)
     low = int(math.floor(rank))
     high = min(low + 1, values.size - 1)
+    if rank == low:  # exactly on a sample (also keeps inf samples from giving 0 * inf = nan)
+        return float(values[low])
     return float(values[low] + (rank - low) * (values[high] - values[low]))
 
 
