@@ -230,46 +230,57 @@ def _vif_window_1d(n: int) -> np.ndarray:
     return g / g.sum()
 
 
-def _vif_single(ref: np.ndarray, dist: np.ndarray) -> float:
-    """vifp_mscale(ref, dist) (Sheikh & Bovik, pixel domain)."""
-    num = 0.0
-    den = 0.0
+def _vif_terms(ref: np.ndarray, dist: np.ndarray, mu2: np.ndarray, sigma2_sq: np.ndarray, win: np.ndarray):
+    """(num, den) of one scale of vifp_mscale, given the distorted image's mean and variance."""
+    mu1 = _sep_valid(ref, win)
+    sigma1_sq = _sep_valid(ref * ref, win) - mu1 * mu1
+    sigma12 = _sep_valid(ref * dist, win) - mu1 * mu2
+    sigma1_sq[sigma1_sq < 0] = 0
+
+    g = sigma12 / (sigma1_sq + VIF_EPS)
+    sv_sq = sigma2_sq - g * sigma12
+    flat1 = sigma1_sq < VIF_EPS
+    g[flat1] = 0
+    sv_sq[flat1] = sigma2_sq[flat1]
+    sigma1_sq[flat1] = 0
+    flat2 = sigma2_sq < VIF_EPS
+    g[flat2] = 0
+    sv_sq[flat2] = 0
+    neg = g < 0
+    sv_sq[neg] = sigma2_sq[neg]
+    g[neg] = 0
+    sv_sq[sv_sq <= VIF_EPS] = VIF_EPS
+    num = float(np.sum(np.log10(1.0 + g * g * sigma1_sq / (sv_sq + VIF_SIGMA_NSQ))))
+    den = float(np.sum(np.log10(1.0 + sigma1_sq / VIF_SIGMA_NSQ)))
+    return num, den
+
+
+def _vif_many(refs: Sequence[np.ndarray], dist: np.ndarray) -> list[float]:
+    """vifp_mscale(ref, dist) (Sheikh & Bovik, pixel domain) for each ref; dist's filtering is shared."""
+    refs = list(refs)
+    nums = [0.0] * len(refs)
+    dens = [0.0] * len(refs)
     for scale in range(1, 5):
         n = 2 ** (4 - scale + 1) + 1
         win = _vif_window_1d(n)
         if scale > 1:
-            ref = _sep_valid(ref, win)[::2, ::2]
+            refs = [_sep_valid(r, win)[::2, ::2] for r in refs]
             dist = _sep_valid(dist, win)[::2, ::2]
-        if min(ref.shape) < n:
+        if min(dist.shape) < n:
             break  # image too small for this scale: no "valid" output
-        mu1 = _sep_valid(ref, win)
         mu2 = _sep_valid(dist, win)
-        mu1_sq, mu2_sq, mu1_mu2 = mu1 * mu1, mu2 * mu2, mu1 * mu2
-        sigma1_sq = _sep_valid(ref * ref, win) - mu1_sq
-        sigma2_sq = _sep_valid(dist * dist, win) - mu2_sq
-        sigma12 = _sep_valid(ref * dist, win) - mu1_mu2
-        sigma1_sq[sigma1_sq < 0] = 0
+        sigma2_sq = _sep_valid(dist * dist, win) - mu2 * mu2
         sigma2_sq[sigma2_sq < 0] = 0
+        for i, ref in enumerate(refs):
+            num, den = _vif_terms(ref, dist, mu2, sigma2_sq, win)
+            nums[i] += num
+            dens[i] += den
+    # CDDFuse: 0/0 (a flat reference) counts as 1
+    return [num / den if den != 0.0 else 1.0 for num, den in zip(nums, dens)]
 
-        g = sigma12 / (sigma1_sq + VIF_EPS)
-        sv_sq = sigma2_sq - g * sigma12
-        flat1 = sigma1_sq < VIF_EPS
-        g[flat1] = 0
-        sv_sq[flat1] = sigma2_sq[flat1]
-        sigma1_sq[flat1] = 0
-        flat2 = sigma2_sq < VIF_EPS
-        g[flat2] = 0
-        sv_sq[flat2] = 0
-        neg = g < 0
-        sv_sq[neg] = sigma2_sq[neg]
-        g[neg] = 0
-        sv_sq[sv_sq <= VIF_EPS] = VIF_EPS
 
-        num += float(np.sum(np.log10(1.0 + g * g * sigma1_sq / (sv_sq + VIF_SIGMA_NSQ))))
-        den += float(np.sum(np.log10(1.0 + sigma1_sq / VIF_SIGMA_NSQ)))
-    if den == 0.0:
-        return 1.0  # CDDFuse: 0/0 (a flat reference) counts as 1
-    return num / den
+def _vif_single(ref: np.ndarray, dist: np.ndarray) -> float:
+    return _vif_many([ref], dist)[0]
 
 
 def vif(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
@@ -285,7 +296,8 @@ def vif(fused: np.ndarray, ir: np.ndarray, vis: np.ndarray) -> float:
     VIF = num / den (1 where den = 0).
     """
     f, a, b = _triple(fused, ir, vis)
-    return _vif_single(a, f) + _vif_single(b, f)
+    vif_a, vif_b = _vif_many([a, b], f)
+    return vif_a + vif_b
 
 
 # Qabf (Xydeas-Petrovic, CDDFuse's constants).
