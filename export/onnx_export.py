@@ -160,3 +160,18 @@ def export_onnx(
         nodes_before_slim=nodes_before,
         nodes_after_slim=len(model.graph.node),
     )
+
+
+def export_fp16(student: StudentNet, output: str | os.PathLike, **export_options: object) -> "object":
+    """Export FP32 to a scratch file (with all of ``export_onnx``'s checks), then convert it to FP16
+    with ModelOpt AutoCast (``sage_edge.export.fp16``), written atomically to ``output``."""
+    import tempfile
+
+    from sage_edge.export.fp16 import convert_fp16
+    from sage_edge.export.quantize import require_modelopt
+
+    require_modelopt()
+    with tempfile.TemporaryDirectory(prefix="sage-edge-export-") as scratch:
+        fp32 = Path(scratch) / "model.fp32.onnx"
+        export_onnx(student, fp32, **export_options)  # type: ignore[arg-type]
+        return convert_fp16(fp32, output)

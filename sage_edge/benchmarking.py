@@ -209,6 +209,7 @@ class ModelResolver:
         self.quantize_samples = quantize_samples
         self._scratch: Path | None = None
         self._int8: dict[Path, Path] = {}
+        self._fp16: dict[Path, Path] = {}
 
     def close(self) -> None:
         if self._scratch is not None:
@@ -239,8 +240,10 @@ class ModelResolver:
         if path.suffix.lower() != ".onnx":
             raise Skip(f"the onnxruntime backend runs .onnx models, not {path.suffix}")
         if cell.precision == "fp16":
-            raise Skip("fp16 is not benchmarked on onnxruntime (the CPU provider has no fp16 kernels); "
-                       "use --backend tensorrt for fp16")
+            if "CUDAExecutionProvider" not in _ort_providers():
+                raise Skip("fp16 is not benchmarked on onnxruntime's CPU provider (no fp16 kernels: it would "
+                           "time casts); use a CUDA onnxruntime or --backend tensorrt for fp16")
+            return self._fp16_model(path, cell, notes), notes
         if cell.precision == "fp32":
             if _is_qdq(path):
                 notes.append("the model carries Q/DQ nodes: fp32 here means 'the model as given'")
@@ -260,6 +263,29 @@ class ModelResolver:
             raise Skip(f"{path.name} was built for {built}; rebuild it for {cell.precision} to benchmark that")
         return path
 
+    def _scratch_dir(self) -> Path:
+        if self._scratch is None:
+            self._scratch = Path(tempfile.mkdtemp(prefix="sage-edge-bench-"))
+        return self._scratch
+
+    def _fp16_model(self, path: Path, cell: Cell, notes: list[str]) -> Path:
+        if path in self._fp16:
+            return self._fp16[path]
+        try:
+            from sage_edge.export.fp16 import convert_fp16
+        except ImportError as exc:
+            raise Skip(f"fp16 needs sage_edge.export.fp16 ({exc})") from None
+        target = self._scratch_dir() / f"{path.stem}.fp16.onnx"
+        self.echo(f"converting {path.name} to FP16 (ModelOpt AutoCast) ...")
+        try:
+            with _quiet():
+                convert_fp16(path, target, self.inputs.pairs or None, shape=(cell.height, cell.width))
+        except SageEdgeError as exc:
+            raise Skip(f"fp16 conversion unavailable: {exc}") from None
+        notes.append("FP16 model made by sage_edge.export.fp16 (colour maths kept in FP32)")
+        self._fp16[path] = target
+        return target
+
     def _int8_model(self, path: Path, cell: Cell, notes: list[str]) -> Path:
         if _is_qdq(path):
             notes.append("the model already carries Q/DQ nodes: run as given")
@@ -272,17 +298,11 @@ class ModelResolver:
             from sage_edge.export.quantize import quantize_onnx
         except ImportError as exc:
             raise Skip(f"int8 needs sage_edge.export.quantize ({exc})") from None
-        if self._scratch is None:
-            self._scratch = Path(tempfile.mkdtemp(prefix="sage-edge-bench-"))
-        target = self._scratch / f"{path.stem}.int8.qdq.onnx"
+        target = self._scratch_dir() / f"{path.stem}.int8.qdq.onnx"
         self.echo(f"quantizing {path.name} to INT8 Q/DQ (ModelOpt, {self.quantize_samples} calibration crops "
                   f"from the benchmark pairs) ...")
-        import contextlib
-        import io
-
-        chatter = io.StringIO()  # ModelOpt's calibration prints and progress bars would bury the table
         try:
-            with contextlib.redirect_stdout(chatter), contextlib.redirect_stderr(chatter):
+            with _quiet():
                 quantize_onnx(path, target, self.inputs.pairs, samples=self.quantize_samples,
                               calib_shape=(cell.height, cell.width), progress=False)
         except SageEdgeError as exc:
@@ -290,6 +310,27 @@ class ModelResolver:
         notes.append("INT8 Q/DQ made by sage_edge.export.quantize (ModelOpt), calibrated on the benchmark pairs")
         self._int8[path] = target
         return target
+
+
+def _quiet() -> Any:
+    """Swallow ModelOpt's calibration prints and progress bars, which would bury the results table."""
+    import contextlib
+    import io
+
+    chatter = io.StringIO()
+    stack = contextlib.ExitStack()
+    stack.enter_context(contextlib.redirect_stdout(chatter))
+    stack.enter_context(contextlib.redirect_stderr(chatter))
+    return stack
+
+
+def _ort_providers() -> list[str]:
+    try:
+        import onnxruntime as ort
+
+        return list(ort.get_available_providers())
+    except ImportError:
+        return []
 
 
 def _is_qdq(path: Path) -> bool:
@@ -478,52 +519,66 @@ def time_inference(backend: Any, frames: Sequence[tuple[np.ndarray, np.ndarray]]
 # --- pipeline mode ------------------------------------------------------------------------------------------
 
 
-def pipeline_entry() -> Callable[..., Any] | None:
-    """``sage_edge.runtime.pipeline.benchmark_pipeline`` if the run pipeline is installed, else None."""
+def pipeline_module() -> Any | None:
+    """``sage_edge.runtime.pipeline`` (the `run` pipeline) when installed, else None."""
     try:
-        from sage_edge.runtime import pipeline  # noqa: F401
+        from sage_edge.runtime import pipeline
     except ImportError:
         return None
-    return getattr(pipeline, "benchmark_pipeline", None)
+    return pipeline if hasattr(pipeline, "Pipeline") else None
+
+
+# Pipeline stage -> bench stage. The pipeline's "latency" runs from the later frame's arrival (file read)
+# to the end of its output stage: the frame's end-to-end latency, queueing included.
+PIPELINE_STAGES = {"preprocess": "preprocess", "inference": "inference", "postprocess": "postprocess",
+                   "end_to_end": "latency"}
+PIPELINE_EXTRA = ("capture_wait", "pairing_skew", "output")
 
 
 def time_pipeline(model_path: Path, backend_name: str, frames: Sequence[tuple[np.ndarray, np.ndarray]],
                   opts: RunOptions, desc: str = "pipeline") -> dict[str, Any]:
-    """Time the full ``sage-edge run`` pipeline on file sources written from ``frames``.
+    """Time the full ``sage-edge run`` pipeline (``sage_edge.runtime.pipeline.Pipeline``) on file sources.
 
-    Uses ``sage_edge.runtime.pipeline.benchmark_pipeline(model, backend, ir_uri, vis_uri, frames=N,
-    warmup=W) -> list of per-frame end-to-end latencies in ms`` (decode, pairing, preprocess,
-    inference, postprocess, hand-off to the sink; the sink discards).
+    ``frames`` are written as PNG image sequences (ir/, vis/) and replayed in a loop through the pipeline's
+    threads: decode, pairing, preprocess (thermal stretch), ``Fuser``, compose, the (empty) output stage.
+    The first ``warmup`` frames are dropped from every stage. Stages come from the pipeline's own
+    ``StageTimings``; inside the pipeline "inference" is the whole ``Fuser.fuse`` call (no h2d/d2h split).
+    FPS is the pipeline's throughput (frames / elapsed), since frames overlap across its threads.
     """
     from sage_edge import tegrastats
     from sage_edge.imageio import write_image
 
-    entry = pipeline_entry()
-    if entry is None:
-        raise Skip("--pipeline needs sage_edge.runtime.pipeline.benchmark_pipeline (the `run` pipeline), "
-                   "which is not installed here")
-    total = int(opts.iterations or 0)
-    if opts.duration_s is not None:
-        total = 0  # the pipeline entry decides by time
+    module = pipeline_module()
+    if module is None:
+        raise Skip("--pipeline needs sage_edge.runtime.pipeline (the `run` pipeline), which is not installed here")
     with tempfile.TemporaryDirectory(prefix="sage-edge-bench-pipe-") as scratch:
         ir_dir, vis_dir = Path(scratch) / "ir", Path(scratch) / "vis"
         for i, (ir, vis) in enumerate(frames):
             write_image(ir_dir / f"{i:04d}.png", ir)
             write_image(vis_dir / f"{i:04d}.png", vis)
+        if opts.duration_s is not None:
+            limit: dict[str, Any] = {"frames": None, "duration": opts.duration_s}
+        else:
+            limit = {"frames": opts.warmup + int(opts.iterations or 0), "duration": None}
+        pipe = module.Pipeline(f"file://{ir_dir}", f"file://{vis_dir}", model=str(model_path), backend=backend_name,
+                               loop=True, log=lambda message: None, **limit)
         sampler = tegrastats.TegraStatsSampler(opts.tegrastats_interval_ms)
-        start = time.perf_counter()
         with sampler:
-            latencies = list(entry(model_path, backend_name, f"file://{ir_dir}", f"file://{vis_dir}",
-                                   frames=total, warmup=opts.warmup, duration_s=opts.duration_s))
-        elapsed = time.perf_counter() - start
-    if not latencies:
-        raise Skip("the pipeline produced no frames")
-    count = len(latencies)
+            summary = pipe.run()
+    values = {stage: pipe.timings.values(stage)[opts.warmup:].tolist() for stage in module.STAGES}
+    count = len(values["latency"])
+    if count == 0:
+        raise Skip(f"the pipeline fused {summary.frames} frames, none after the {opts.warmup} warm-up frames")
     stages = {s: _stage_entry(None, "n/a", count) for s in STAGES}
-    stages["end_to_end"] = _stage_entry(latencies, "host", count)
-    power = tegrastats.summarize_samples(sampler.samples, frames=count, seconds=elapsed) if sampler.samples else None
-    return {"iterations": count, "elapsed_s": elapsed, "stages": stages, "extra_stages": {},
-            "samples_ms": {"end_to_end": latencies, "inference": []}, "power": power}
+    for ours, theirs in PIPELINE_STAGES.items():
+        stages[ours] = _stage_entry(values[theirs][-count:], "host", count)
+    extra = {s: _stage_entry(values[s], "host", len(values[s])) for s in PIPELINE_EXTRA if values[s]}
+    elapsed = float(summary.elapsed_s)
+    power = tegrastats.summarize_samples(sampler.samples, frames=summary.frames, seconds=elapsed) \
+        if sampler.samples else None
+    return {"iterations": count, "elapsed_s": elapsed, "stages": stages, "extra_stages": extra,
+            "samples_ms": {"end_to_end": values["latency"][-count:], "inference": values["inference"][-count:]},
+            "power": power, "throughput_fps_pipeline": float(summary.fps), "backend_description": summary.backend}
 
 
 # --- running the grid -----------------------------------------------------------------------------------------
@@ -553,7 +608,9 @@ def run_cell(cell: Cell, resolver: ModelResolver, inputs: Inputs, opts: RunOptio
             raise Skip(f"the {cell.backend} backend is not available on this machine ({exc})") from None
         if cell.pipeline:
             timing = time_pipeline(path, cell.backend, frames, opts, desc=cell.key)
-            entry["backend_description"] = cell.backend
+            entry["backend_description"] = timing.pop("backend_description")
+            entry["notes"].append("pipeline: end_to_end = arrival -> output (queueing included); "
+                                  "FPS = pipeline throughput")
         else:
             options = dict((backend_options or {}).get(cell.backend, {}))
             try:
@@ -573,9 +630,11 @@ def run_cell(cell: Cell, resolver: ModelResolver, inputs: Inputs, opts: RunOptio
         return entry
     current, peak = _rss_bytes()
     e2e = timing["stages"]["end_to_end"]
+    pipeline_fps = timing.pop("throughput_fps_pipeline", None)
     entry.update(timing)
     entry["status"] = "ok"
-    entry["fps"] = stats.fps_from_ms(e2e["mean"])
+    # Bare inference: frames run one after another, FPS = 1000 / mean end-to-end latency.
+    entry["fps"] = pipeline_fps if pipeline_fps is not None else stats.fps_from_ms(e2e["mean"])
     entry["throughput_fps"] = timing["iterations"] / timing["elapsed_s"] if timing["elapsed_s"] > 0 else 0.0
     entry["memory"] = {"rss_mb": current / 2**20, "peak_rss_mb": peak / 2**20,
                        "peak_rss_scope": "cell" if per_cell_peak else "process",

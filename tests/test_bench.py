@@ -193,24 +193,19 @@ def test_torch_backend_and_precision_skips(official_checkpoint: Path, official_o
 
 
 def test_pipeline_mode(monkeypatch: pytest.MonkeyPatch, official_onnx: Path, ivif_dir: Path) -> None:
+    """--pipeline times sage_edge.runtime.pipeline on file sources; without it, the cell is skipped, saying why."""
     inputs = bm.load_inputs(ivif_dir, frames=2, seed=0, echo=lambda s: None)
     cell = bm.Cell(str(official_onnx), "onnxruntime", "fp32", *TINY, pipeline=True)
-    monkeypatch.setattr(bm, "pipeline_entry", lambda: None)
+    doc = bm.run_grid([cell], inputs, _opts(warmup=2, iterations=5), echo=lambda s: None)
+    entry = bm.validate(doc)["results"][0]
+    assert entry["status"] == "ok" and entry["mode"] == "pipeline", entry.get("reason")
+    assert entry["iterations"] == 5  # 7 frames fused through the looping file sources, 2 warm-up dropped
+    _check_stage_stats(entry)
+    assert entry["stages"]["h2d"]["source"] == "n/a" and entry["stages"]["inference"]["source"] == "host"
+    assert "capture_wait" in entry["extra_stages"] and entry["key"].endswith("| pipeline")
+    monkeypatch.setattr(bm, "pipeline_module", lambda: None)
     doc = bm.run_grid([cell], inputs, _opts(), echo=lambda s: None)
     assert doc["results"][0]["status"] == "skipped" and "pipeline" in doc["results"][0]["reason"]
-    seen = {}
-
-    def fake_pipeline(model, backend, ir_uri, vis_uri, frames, warmup, duration_s):
-        seen.update(model=model, backend=backend, ir=ir_uri, frames=frames, warmup=warmup,
-                    files=sorted(p.name for p in Path(ir_uri[len("file://"):]).iterdir()))
-        return [3.0, 1.0, 2.0, 4.0]
-
-    monkeypatch.setattr(bm, "pipeline_entry", lambda: fake_pipeline)
-    doc = bm.run_grid([cell], inputs, _opts(), echo=lambda s: None)
-    entry = bm.validate(doc)["results"][0]
-    assert entry["status"] == "ok" and entry["mode"] == "pipeline"
-    assert seen["files"] == ["0000.png", "0001.png"] and seen["frames"] == 4 and seen["warmup"] == 1
-    assert entry["stages"]["end_to_end"]["p50"] == 2.5 and entry["stages"]["inference"]["source"] == "n/a"
 
 
 def test_environment_warnings() -> None:

@@ -41,7 +41,7 @@ def load_segmenter(spec: str | os.PathLike, device: str | torch.device = "cpu"):
             model = torch.jit.load(str(path), map_location=device)
         except Exception as exc:  # noqa: BLE001
             raise SageEdgeError(f"{path}: not a TorchScript segmenter ({str(exc).splitlines()[0][:120]})") from None
-    elif ":" in text and not path.suffix:
+    elif ":" in text and not path.exists():
         module_name, _, attribute = text.partition(":")
         try:
             model = getattr(importlib.import_module(module_name), attribute)
@@ -52,7 +52,9 @@ def load_segmenter(spec: str | os.PathLike, device: str | torch.device = "cpu"):
     else:
         raise SageEdgeError(f"{text}: no such segmenter (a TorchScript file or module:function)")
     if isinstance(model, torch.nn.Module):
-        model = model.to(device).eval().requires_grad_(False)
+        model = model.to(device).eval()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
     return model
 
 

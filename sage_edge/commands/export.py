@@ -30,8 +30,10 @@ def _require_torch() -> None:
 @click.option("--check-pair", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="IR and visible images to check ONNX Runtime against torch (default: a synthetic pair).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Run onnxslim.")
+@click.option("--fp16", is_flag=True,
+              help="Write an FP16 ONNX (ModelOpt AutoCast; I/O types and colour maths kept) for TensorRT 11.")
 def export(model: str, output: Path, io_kind: str, opset: int, height: int | None, width: int | None,
-           check_pair: tuple[Path, Path] | None, simplify: bool) -> None:
+           check_pair: tuple[Path, Path] | None, simplify: bool, fp16: bool = False) -> None:
     """Export the student to ONNX, then check it (onnx.checker, onnxslim, ONNX Runtime vs torch)."""
     if output.suffix.lower() != ".onnx":
         raise SageEdgeError(f"{output}: the output must end in .onnx")
@@ -54,6 +56,15 @@ def export(model: str, output: Path, io_kind: str, opset: int, height: int | Non
         if ir.shape != vis.shape[:2]:
             raise SageEdgeError("--check-pair: IR and visible sizes differ")
         pair = (ir, vis)
+    if fp16:
+        from sage_edge.export.onnx_export import export_fp16
+
+        fp16_report = export_fp16(student, output, io_kind=io_kind, opset=opset,
+                                  static_size=(height, width) if height else None, check_pair=pair,
+                                  simplify=simplify)
+        click.echo(f"wrote {fp16_report.path} (FP16 via ModelOpt AutoCast, io={fp16_report.io_kind} kept; "
+                   f"{fp16_report.fp16_nodes} nodes FP16, {fp16_report.fp32_nodes} FP32)")
+        return
     report = export_onnx(student, output, io_kind=io_kind, opset=opset,
                          static_size=(height, width) if height else None, check_pair=pair, simplify=simplify)
     shape = "static {}x{}".format(*report.static_size[::-1]) if report.static_size else "dynamic HxW"
