@@ -15,7 +15,7 @@ Structure (``width`` = 1.0 is the published size, C = 64·width):
     SPA stage    all attention runs on inputs max-pooled by 4; the FIVE attention modules and FOUR
                  middle convs are the same objects in every stage:
         1. repository: the source features attend to themselves; the keys and values of that
-           self-attention are the persistent repository K_src, V_src
+           self-attention are the persistent repository K_src, V_src (its output is the source below)
         2. the IR and the visible patch features cross-attend to the repository (each with its
            own projections of K_src, V_src)
         3. residual 3x3 convs refine each patch branch and merge the two
@@ -104,14 +104,15 @@ class SPAttention(nn.Module):
     B x N x inner tensors; returns (output, self-attention K, V, cross-attention K, V).
     """
 
-    def __init__(self, channels: int, heads: int, head_dim: int) -> None:
+    def __init__(self, channels: int, heads: int, head_dim: int, cross: bool = True) -> None:
         super().__init__()
         inner = heads * head_dim
         self.norm = nn.GroupNorm(min(32, channels // 4) if channels >= 8 else 1, channels, eps=1e-6)
         self.proj_in = nn.Conv2d(channels, inner, 1)
-        self.norm1, self.norm2, self.norm3 = nn.LayerNorm(inner), nn.LayerNorm(inner), nn.LayerNorm(inner)
+        self.norm1, self.norm3 = nn.LayerNorm(inner), nn.LayerNorm(inner)
         self.self_attn = Attention(inner, heads, head_dim)
-        self.cross_attn = Attention(inner, heads, head_dim, kv_dim=inner)
+        self.norm2 = nn.LayerNorm(inner) if cross else None
+        self.cross_attn = Attention(inner, heads, head_dim, kv_dim=inner) if cross else None
         self.ff = GEGLU(inner)
         self.proj_out = nn.Conv2d(inner, channels, 1)
         nn.init.zeros_(self.proj_out.weight)
@@ -125,7 +126,7 @@ class SPAttention(nn.Module):
         a, k_self, v_self = self.self_attn(self.norm1(t))
         t = t + a
         k_cross = v_cross = None
-        if k_ctx is not None:
+        if self.cross_attn is not None and k_ctx is not None:
             a, k_cross, v_cross = self.cross_attn(self.norm2(t), k_ctx, v_ctx)
             t = t + a
         t = t + self.ff(self.norm3(t))
@@ -139,7 +140,7 @@ class SharedSPA(nn.Module):
 
     def __init__(self, channels: int, heads: int, head_dim: int) -> None:
         super().__init__()
-        self.repository = SPAttention(channels, heads, head_dim)
+        self.repository = SPAttention(channels, heads, head_dim, cross=False)  # self-attention only
         self.ir_attention = SPAttention(channels, heads, head_dim)
         self.vis_attention = SPAttention(channels, heads, head_dim)
         self.mask_attention = SPAttention(channels, heads, head_dim)
@@ -156,8 +157,9 @@ class SharedSPA(nn.Module):
         return [self.ir_conv, self.vis_conv, self.merge_conv, self.combine_conv]
 
     def forward(self, source: torch.Tensor, p_ir: torch.Tensor, p_vis: torch.Tensor):
-        # 1. persistent repository: the keys/values of the source self-attention
-        _, k_src, v_src, _, _ = self.repository(source)
+        # 1. persistent repository: the keys/values of the source self-attention; its output is the
+        #    source for the rest of the stage
+        source, k_src, v_src, _, _ = self.repository(source)
         # 2. patch branches cross-attend to the repository (own projections of K_src, V_src)
         ir, _, _, _, _ = self.ir_attention(p_ir, k_src, v_src)
         vis, _, _, _, _ = self.vis_attention(p_vis, k_src, v_src)
