@@ -44,6 +44,7 @@ from sage_edge.thermal import ThermalNormaliser
 
 STAGES = ("capture_wait", "pairing_skew", "preprocess", "inference", "postprocess", "output", "latency")
 LAYOUTS = ("fused", "side-by-side")
+STALL_S = 1.0
 _END = object()
 _EMPTY = object()
 
@@ -356,8 +357,16 @@ class Pipeline:
                 "output": self._work.dropped}
 
     def status(self) -> dict:
-        states = {side: (t.state if t else "starting") for side, t in zip(SIDES, self._source_threads or [None, None])}
-        paused = any(s in ("reconnecting", "failed") for s in states.values())
+        now = time.monotonic()
+        states = {}
+        for side, thread in zip(SIDES, self._source_threads or [None, None]):
+            state = thread.state if thread else "starting"
+            # a live camera that has delivered nothing for a second is reported (its read may still return)
+            if (state == "ok" and thread.source.live and thread.last_arrival is not None
+                    and now - thread.last_arrival > STALL_S):
+                state = "stalled"
+            states[side] = state
+        paused = any(s in ("reconnecting", "failed", "stalled") for s in states.values())
         latency = self.timings.recent("latency", 100)
         skew = self.timings.recent("pairing_skew", 100)
         max_skew = self.pairer.max_skew()
