@@ -1,0 +1,83 @@
+"""Tiny ONNX models with sage-edge's I/O contract, built with onnx.helper (for the TensorRT doubles' tests).
+
+Node names follow the exporter: the network under ``/student/``, colour maths and casts outside it.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _save(model, path: Path) -> Path:
+    import onnx
+
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def uint8_model(path: Path, static: tuple[int, int] | None = None) -> Path:
+    """ir 1xHxWx1 u8, vis 1xHxWx3 u8 -> fused 1xHxWx3 u8, fused_y 1xHxWx1 u8."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, w = static if static else ("height", "width")
+    inputs = [helper.make_tensor_value_info("ir", TensorProto.UINT8, [1, h, w, 1]),
+              helper.make_tensor_value_info("vis", TensorProto.UINT8, [1, h, w, 3])]
+    outputs = [helper.make_tensor_value_info("fused", TensorProto.UINT8, [1, h, w, 3]),
+               helper.make_tensor_value_info("fused_y", TensorProto.UINT8, [1, h, w, 1])]
+    inits = [numpy_helper.from_array(np.ones((1, 1, 1, 1), np.float32), "student.w"),
+             numpy_helper.from_array(np.array(1 / 255, np.float32), "scale"),
+             numpy_helper.from_array(np.array(255, np.float32), "levels")]
+    nodes = [
+        helper.make_node("Transpose", ["ir"], ["ir_nchw"], name="/Transpose", perm=[0, 3, 1, 2]),
+        helper.make_node("Cast", ["ir_nchw"], ["ir_f"], name="/Cast", to=TensorProto.FLOAT),
+        helper.make_node("Mul", ["ir_f", "scale"], ["ir_unit"], name="/Mul"),
+        helper.make_node("Conv", ["ir_unit", "student.w"], ["conv"], name="/student/module1/Conv"),
+        helper.make_node("Tanh", ["conv"], ["t"], name="/student/Tanh"),
+        helper.make_node("Mul", ["t", "levels"], ["y_levels"], name="/Mul_1"),
+        helper.make_node("Cast", ["y_levels"], ["y_u8"], name="/Cast_1", to=TensorProto.UINT8),
+        helper.make_node("Transpose", ["y_u8"], ["fused_y"], name="/Transpose_1", perm=[0, 2, 3, 1]),
+        helper.make_node("Identity", ["vis"], ["fused"], name="/Identity"),
+    ]
+    graph = helper.make_graph(nodes, "tiny_uint8", inputs, outputs, inits)
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def float_model(path: Path, static: tuple[int, int] | None = None, qdq: bool = False) -> Path:
+    """vis_y, ir 1x1xHxW f32 -> fused_y 1x1xHxW f32 (optionally with a Q/DQ pair before the Conv)."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    h, w = static if static else ("height", "width")
+    inputs = [helper.make_tensor_value_info("vis_y", TensorProto.FLOAT, [1, 1, h, w]),
+              helper.make_tensor_value_info("ir", TensorProto.FLOAT, [1, 1, h, w])]
+    outputs = [helper.make_tensor_value_info("fused_y", TensorProto.FLOAT, [1, 1, h, w])]
+    inits = [numpy_helper.from_array(np.full((1, 2, 1, 1), 0.5, np.float32), "student.w"),
+             numpy_helper.from_array(np.array(0.01, np.float32), "q_scale"),
+             numpy_helper.from_array(np.array(0, np.int8), "q_zero")]
+    nodes = [helper.make_node("Concat", ["vis_y", "ir"], ["cat"], name="/student/Concat", axis=1)]
+    conv_in = "cat"
+    if qdq:
+        nodes += [helper.make_node("QuantizeLinear", ["cat", "q_scale", "q_zero"], ["cat_q"], name="/student/Q"),
+                  helper.make_node("DequantizeLinear", ["cat_q", "q_scale", "q_zero"], ["cat_dq"], name="/student/DQ")]
+        conv_in = "cat_dq"
+    nodes += [helper.make_node("Conv", [conv_in, "student.w"], ["conv"], name="/student/module1/Conv"),
+              helper.make_node("Tanh", ["conv"], ["fused_y"], name="/student/Tanh")]
+    graph = helper.make_graph(nodes, "tiny_float", inputs, outputs, inits)
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+
+
+def overflow_model(path: Path) -> Path:
+    """x 1x1xHxW f32 -> y: an intermediate reaches ~1e6 (beyond FP16's 65504) and is scaled back down."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    inputs = [helper.make_tensor_value_info("vis_y", TensorProto.FLOAT, [1, 1, "h", "w"]),
+              helper.make_tensor_value_info("ir", TensorProto.FLOAT, [1, 1, "h", "w"])]
+    outputs = [helper.make_tensor_value_info("fused_y", TensorProto.FLOAT, [1, 1, "h", "w"])]
+    inits = [numpy_helper.from_array(np.array(1e6, np.float32), "big"),
+             numpy_helper.from_array(np.array(1e-6, np.float32), "small")]
+    nodes = [helper.make_node("Add", ["vis_y", "ir"], ["sum"], name="/student/Add"),
+             helper.make_node("Mul", ["sum", "big"], ["huge"], name="/student/planted_overflow"),
+             helper.make_node("Mul", ["huge", "small"], ["fused_y"], name="/student/scale_back")]
+    graph = helper.make_graph(nodes, "planted_overflow", inputs, outputs, inits)
+    return _save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
