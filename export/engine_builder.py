@@ -322,11 +322,11 @@ class EngineBuilder:
                     raise SageEdgeError(f"{name} {shape[0]}x{shape[1]}: the ONNX has static inputs "
                                         f"{[list(s) for s in static]}; re-export it with --height/--width")
             return None, None
-        opt = o.opt_shape or DEFAULT_OPT_SHAPE
+        low, high = o.min_shape or DEFAULT_MIN_SHAPE, o.max_shape or DEFAULT_MAX_SHAPE
+        # Without --opt-shape: the default opt shape, clamped into the given min..max.
+        opt = o.opt_shape or tuple(min(max(d, lo), hi) for d, lo, hi in zip(DEFAULT_OPT_SHAPE, low, high))
         if o.dla_core is not None:  # DLA: static shapes only
             low = high = opt
-        else:
-            low, high = o.min_shape or DEFAULT_MIN_SHAPE, o.max_shape or DEFAULT_MAX_SHAPE
         if not (low[0] <= opt[0] <= high[0] and low[1] <= opt[1] <= high[1]):
             raise SageEdgeError(f"shapes must satisfy min <= opt <= max: {low}, {opt}, {high}")
         profile = builder.create_optimization_profile()

@@ -1,0 +1,277 @@
+"""TensorRTBackend control flow against TEST DOUBLES of tensorrt and pycuda (tests/doubles).
+
+The doubles simulate device memory, so data really goes host -> "device" -> "engine" -> host
+(the fake engine's fused output is the visible input). GPU tests at the end need real TensorRT.
+"""
+from __future__ import annotations
+
+import json
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent / "doubles"))
+import install as doubles_install  # noqa: E402
+import tiny_models  # noqa: E402
+
+from sage_edge.errors import SageEdgeError  # noqa: E402
+
+VERSIONS = ["8.6.2", "10.3.0", "11.0.0"]
+
+
+@pytest.fixture()
+def doubles(monkeypatch):
+    def install(version: str, gpu: dict | None = None, **options):
+        return doubles_install.install(monkeypatch, version, gpu, **options)
+    return install
+
+
+def build(tmp_path: Path, kind: str = "uint8", name: str = "model.engine", **options) -> Path:
+    from sage_edge.export.engine_builder import BuildOptions, EngineBuilder
+
+    onnx = (tiny_models.uint8_model if kind == "uint8" else tiny_models.float_model)(tmp_path / f"tiny_{kind}.onnx")
+    out = tmp_path / name
+    EngineBuilder(BuildOptions(onnx=onnx, output=out, min_shape=(32, 32), max_shape=(256, 256), **options),
+                  prepare_fp16=lambda s, t: t.write_bytes(s.read_bytes())).build()
+    return out
+
+
+def pair(h: int, w: int, seed: int = 0):
+    from sage_edge.samples import synthetic_pair
+
+    return synthetic_pair(h, w, seed)
+
+
+def _log(cuda, call):
+    return [detail for name, detail in cuda.LOG if name == call]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_fuse_through_open_backend(version, doubles, tmp_path):
+    from sage_edge.runtime.backend import open_backend
+    from sage_edge.runtime.fuser import Fuser
+
+    trt, cuda = doubles(version)
+    engine = build(tmp_path)
+    ir, vis = pair(96, 128)
+    with open_backend(engine) as backend:  # .engine -> tensorrt by suffix
+        assert type(backend).__name__ == "TensorRTBackend"
+        assert [t.name for t in backend.inputs] == ["ir", "vis"] and backend.inputs[0].dtype == np.uint8
+        assert backend.inputs[1].shape == (1, None, None, 3)
+        fused = Fuser(backend).fuse(ir, vis)
+    np.testing.assert_array_equal(fused, vis)  # the double's engine returns vis as 'fused'
+    assert "context.execute_async_v3" in {c[0] for c in trt.CALLS}
+    assert all(ctx.detached for ctx in cuda.CONTEXTS_MADE) and len(cuda.CONTEXTS_MADE) == 1
+
+
+def test_float_graph_round_trip(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    doubles("10.3.0")
+    engine = build(tmp_path, kind="float")
+    vis_y = np.random.default_rng(0).random((1, 1, 40, 48), dtype=np.float32)
+    with TensorRTBackend(engine) as backend:
+        out = backend.infer({"vis_y": vis_y, "ir": vis_y})
+    np.testing.assert_allclose(out["fused_y"], 2 * vis_y - 1, rtol=1e-6)
+
+
+def test_cuda_context_lives_on_one_worker_thread(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    _, cuda = doubles("10.3.0")
+    engine = build(tmp_path)
+    ir, vis = pair(64, 64)
+    feed = {"ir": ir[None, :, :, None], "vis": vis[None]}
+    backend = TensorRTBackend(engine)
+    results = []
+    callers = [threading.Thread(target=lambda: results.append(backend.infer(feed))) for _ in range(3)]
+    for t in callers:
+        t.start()
+    for t in callers:
+        t.join()
+    backend.infer(feed)
+    backend.close()
+    backend.close()  # idempotent
+    threads = {tid for name, tid in cuda.LOG if name in ("make_context", "ctx.pop", "ctx.detach")}
+    assert len(threads) == 1 and threading.get_ident() not in threads
+    assert len(results) == 3 and all((r["fused"] == vis[None]).all() for r in results)
+    with pytest.raises(SageEdgeError, match="closed"):
+        backend.infer(feed)
+
+
+@pytest.mark.parametrize("integrated", [True, False])
+def test_zero_copy_on_integrated_gpu_else_pinned_copies(integrated, doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    gpu = {"integrated": integrated, "name": "Orin" if integrated else "NVIDIA RTX A2000", "cc": (8, 7)}
+    _, cuda = doubles("10.3.0", gpu=gpu)
+    engine = build(tmp_path)
+    ir, vis = pair(64, 80)
+    with TensorRTBackend(engine) as backend:
+        out = backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+        assert ("zero-copy" in backend.describe()) == integrated
+    np.testing.assert_array_equal(out["fused_y"][0, :, :, 0], ir)
+    mapped = {m for _, _, m in _log(cuda, "pagelocked_empty")}
+    assert mapped == {integrated}
+    if integrated:
+        assert not _log(cuda, "mem_alloc") and not _log(cuda, "htod") and not _log(cuda, "dtoh")
+    else:
+        assert len(_log(cuda, "mem_alloc")) == 4 and len(_log(cuda, "htod")) == 2 and len(_log(cuda, "dtoh")) == 2
+
+
+def test_buffers_follow_shape_changes(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    trt, cuda = doubles("10.3.0", gpu={"integrated": False})
+    engine = build(tmp_path)
+    with TensorRTBackend(engine) as backend:
+        for h, w in [(64, 80), (64, 80), (96, 128), (96, 128), (64, 80)]:
+            ir, vis = pair(h, w, seed=h)
+            out = backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+            assert out["fused"].shape == (1, h, w, 3) and (out["fused"][0] == vis).all()
+            assert out["fused_y"].shape == (1, h, w, 1) and (out["fused_y"][0, :, :, 0] == ir).all()
+    shapes = [d for api, d in trt.CALLS if api == "context.set_input_shape" and d[0] == "ir"]
+    assert [s for _, s in shapes] == [(1, 64, 80, 1), (1, 96, 128, 1), (1, 64, 80, 1)]  # only on a change
+    assert len(_log(cuda, "mem_alloc")) == 12 and len(_log(cuda, "free")) >= 8  # 4 tensors x 3 shapes
+    addresses = [d for api, d in trt.CALLS if api == "context.set_tensor_address" and d[0] == "fused"]
+    assert len(addresses) == 3 and len({a for _, a in addresses}) == 3
+
+
+def test_frame_outside_profile_is_one_line(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    doubles("8.6.2")
+    engine = build(tmp_path)
+    ir, vis = pair(300, 200)
+    with TensorRTBackend(engine) as backend:
+        with pytest.raises(SageEdgeError, match="outside the engine's profile") as info:
+            backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+        assert "\n" not in str(info.value) and "--max-shape" in str(info.value)
+        with pytest.raises(SageEdgeError, match="must be uint8"):
+            backend.infer({"ir": ir[None, :, :, None].astype(np.float32), "vis": vis[None]})
+
+
+def test_cuda_graph_captured_once_per_shape(doubles, tmp_path, monkeypatch):
+    from sage_edge.runtime import cuda_memory
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    _, cuda = doubles("10.3.0")
+    lib = cuda.FakeLibCuda()
+    monkeypatch.setattr(cuda_memory, "_libcuda", lambda: lib)
+    engine = build(tmp_path)
+    with TensorRTBackend(engine, cuda_graph=True) as backend:
+        for seed in range(4):
+            ir, vis = pair(64, 64, seed)
+            out = backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+            assert (out["fused"][0] == vis).all()  # replayed graph reads the new input
+        assert lib.instantiated == 1 and lib.launches == 3  # first run plain, then capture once, replay
+        ir, vis = pair(80, 64)
+        backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})  # new shape: plain run, graph dropped
+        ir, vis = pair(80, 64, 1)
+        assert (backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})["fused"][0] == vis).all()
+        assert lib.instantiated == 2
+
+
+def test_sidecar_mismatch_is_refused(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    doubles("10.3.0")
+    engine = build(tmp_path)
+    doubles("10.3.0", gpu={"name": "NVIDIA GeForce RTX 4090", "cc": (8, 9), "integrated": False})
+    with pytest.raises(SageEdgeError) as info:
+        TensorRTBackend(engine)
+    message = str(info.value)
+    assert "\n" not in message and "compute capability 8.7" in message and "sage-edge build-engine" in message
+    doubles("8.6.2")
+    with pytest.raises(SageEdgeError, match="built with TensorRT 10.3.0, this device runs TensorRT 8.6.2"):
+        TensorRTBackend(engine)
+
+
+def test_missing_sidecar_warns_and_runs(doubles, tmp_path, capsys):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    doubles("10.3.0")
+    engine = build(tmp_path)
+    engine.with_name(engine.name + ".json").unlink()
+    with TensorRTBackend(engine) as backend:
+        assert backend.sidecar is None
+    assert "no model.engine.json sidecar" in capsys.readouterr().err
+
+
+def test_version_compatible_engine_accepts_later_release(doubles, tmp_path):
+    from sage_edge.runtime import engine_sidecar
+
+    record = {"tensorrt": "10.3.0", "version_compatible": True, "gpu": {"name": "Orin", "compute_capability": "8.7"}}
+    assert engine_sidecar.mismatch(record, "10.7.0", "Orin", "8.7") is None
+    assert "version-compatible" in engine_sidecar.mismatch(record, "10.2.0", "Orin", "8.7")
+    assert engine_sidecar.mismatch({**record, "version_compatible": False}, "10.7.0", "Orin", "8.7")
+
+
+def test_corrupt_engine_and_sidecar(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    doubles("10.3.0")
+    engine = build(tmp_path)
+    engine.write_bytes(b"not an engine")
+    with pytest.raises(SageEdgeError, match="could not deserialize"):
+        TensorRTBackend(engine)
+    engine.with_name(engine.name + ".json").write_text("{broken")
+    with pytest.raises(SageEdgeError, match="unreadable engine sidecar"):
+        TensorRTBackend(engine)
+
+
+def test_fuse_cli_with_engine(doubles, tmp_path):
+    from click.testing import CliRunner
+
+    from sage_edge.cli import main
+    from sage_edge.imageio import read_image, write_image
+
+    doubles("10.3.0")
+    engine = build(tmp_path)
+    ir, vis = pair(72, 96)
+    write_image(tmp_path / "ir.png", ir)
+    write_image(tmp_path / "vis.png", vis)
+    result = CliRunner().invoke(main, ["fuse", str(tmp_path / "ir.png"), str(tmp_path / "vis.png"),
+                                       "-o", str(tmp_path / "fused.png"), "--model", str(engine)])
+    assert result.exit_code == 0, result.output
+    np.testing.assert_array_equal(read_image(tmp_path / "fused.png"), vis)
+
+
+def test_tensorrt_backend_unavailable_here_without_doubles():
+    import importlib.util
+
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    real = importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
+    assert TensorRTBackend.is_available() == real
+
+
+def _real_gpu() -> bool:
+    try:
+        import pycuda.driver as cuda  # noqa: F401
+        import tensorrt  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _real_gpu(), reason="needs an NVIDIA GPU with TensorRT and pycuda")
+def test_real_engine_matches_onnxruntime(official_onnx, ivif_dir, tmp_path):
+    from sage_edge.export.engine_builder import BuildOptions, EngineBuilder
+    from sage_edge.imageio import read_ir, read_visible
+    from sage_edge.runtime.fuser import Fuser
+    from sage_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    engine = tmp_path / "official.engine"
+    EngineBuilder(BuildOptions(onnx=official_onnx, output=engine, opt_shape=(480, 640))).build()
+    ir = read_ir(ivif_dir / "MSRS/ir/00537D.png")
+    vis = read_visible(ivif_dir / "MSRS/vis/00537D.png")
+    with OnnxRuntimeBackend(official_onnx) as ort_backend, TensorRTBackend(engine) as trt_backend:
+        ref, got = Fuser(ort_backend).fuse(ir, vis), Fuser(trt_backend).fuse(ir, vis)
+    assert np.abs(ref.astype(int) - got.astype(int)).max() <= 2
+    assert json.loads(engine.with_name(engine.name + ".json").read_text())["precision"] == "fp32"
