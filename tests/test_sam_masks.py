@@ -8,7 +8,6 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from conftest import run_cli
 
 from sage_edge.errors import SageEdgeError
 from sage_edge.train import mask_cache, sam
@@ -176,6 +175,17 @@ def test_load_sam_errors(tmp_path):
         sam.load_sam(tmp_path / "other.pth")
     with pytest.raises(SageEdgeError, match="tiny-random:SEED"):
         sam.load_sam("tiny-random:x")
+
+
+def run_cli(*args, env=None):
+    """The CLI in this process (click's runner): same exit codes and stderr, no interpreter start-up."""
+    from click.testing import CliRunner
+
+    from sage_edge.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    result.returncode = result.exit_code
+    return result
 
 
 def _one_line_error(done):

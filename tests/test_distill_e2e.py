@@ -1,0 +1,206 @@
+"""End to end on CPU: SAM masks -> teacher warm-up -> alternation -> export -> fuse; resume; bad input."""
+from __future__ import annotations
+
+import csv
+import json
+import math
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+THREADS = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """In-process training sets torch's thread count; put it back for the rest of the suite."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def cli(*args, env=None):
+    """The CLI in this process (click's runner): same exit codes and stderr, no interpreter start-up."""
+    from click.testing import CliRunner
+
+    from sage_edge.cli import main
+
+    return _Done(CliRunner().invoke(main, [str(a) for a in args]))
+
+
+class _Done:
+    def __init__(self, result) -> None:
+        self.returncode, self.stdout, self.stderr = result.exit_code, result.stdout, result.stderr
+
+
+def _linked_dataset(root: Path, ivif_dir: Path, count: int = 2, dataset: str = "RoadScene") -> Path:
+    """A dataset folder of symlinks to a few shared pairs (the data itself is never copied)."""
+    for sub in ("ir", "vis"):
+        (root / dataset / sub).mkdir(parents=True)
+    stems = sorted(p.name for p in (ivif_dir / dataset / "ir").iterdir())[:count]
+    for name in stems:
+        for sub in ("ir", "vis"):
+            (root / dataset / sub / name).symlink_to((ivif_dir / dataset / sub / name).resolve())
+    return root
+
+
+def _one_line_error(done) -> str:
+    assert done.returncode == 1, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), done.stderr
+    return lines[0]
+
+
+def _rows(run: Path) -> list[dict]:
+    with open(run / "losses.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def test_masks_then_distill_then_export_and_fuse(tmp_path, ivif_dir):
+    data = _linked_dataset(tmp_path / "data", ivif_dir)
+    done = cli("train", "masks", "--data", data, "--sam-checkpoint", "tiny-random:0", "--points-per-side", "4",
+                   "--points-per-batch", "16", "--pred-iou-thresh", "0", "--stability-score-thresh", "0",
+                   "--crop-n-layers", "0", env=THREADS)
+    assert done.returncode == 0, done.stderr
+    assert len(list((data / "sam_masks").rglob("*.npz"))) == 4
+
+    run = tmp_path / "run"
+    done = cli("train", "distill", "--data", data, "--out", run, "--preset", "smoke", "--sam-checkpoint",
+                   "tiny-random:0", "--threads", "1", "--no-progress", env=THREADS)
+    assert done.returncode == 0, done.stderr
+    for name in ("student.safetensors", "teacher.safetensors", "config.json", "losses.csv", "loss_curve.png",
+                 "checkpoint/last.safetensors", "checkpoint/last.json"):
+        assert (run / name).is_file(), name
+
+    rows = _rows(run)
+    phases = [r["phase"] for r in rows]
+    assert phases[:8] == ["warmup"] * 8  # smoke: 2 warm-up epochs x 4 steps, teacher alone
+    assert phases[8:] == ["student", "teacher"] * 8  # then alternation, batch by batch
+    for r in rows:
+        prefix = "t_" if r["phase"] in ("warmup", "teacher") else "s_"
+        values = {k: float(v) for k, v in r.items() if k.startswith(prefix)}
+        assert values and all(math.isfinite(v) for v in values.values()), r
+    student = [float(r["s_total"]) for r in rows if r["phase"] == "student"]
+    warm = [float(r["t_total"]) for r in rows if r["phase"] == "warmup"]
+    assert np.mean(student[-3:]) < np.mean(student[:3])  # the student's total loss falls
+    assert np.mean(warm[-3:]) < np.mean(warm[:3])  # and so does the teacher's during warm-up
+    cs = [float(r["s_cs"]) for r in rows if r["phase"] == "student"]
+    assert all(v > 0 for v in cs)  # L_cs is on (tiny random SAM as Φ)
+    summary = json.loads((run / "config.json").read_text())["summary"]
+    assert summary["l_cs"] is True and summary["world_size"] == 1
+
+    # the student exports to ONNX and fuses through the torch-free runtime
+    from sage_edge.export.onnx_export import export_onnx
+    from sage_edge.imageio import read_ir, read_visible
+    from sage_edge.models.checkpoint import load_student
+    from sage_edge.runtime.fuser import Fuser
+    from sage_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    student = load_student(run / "student.safetensors")
+    onnx_path = tmp_path / "student.onnx"
+    export_onnx(student, onnx_path, io_kind="uint8")
+    pair = sorted((data / "RoadScene" / "ir").iterdir())[0]
+    ir, vis = read_ir(pair), read_visible(data / "RoadScene" / "vis" / pair.name)
+    with OnnxRuntimeBackend(str(onnx_path)) as backend:
+        fused = Fuser(backend).fuse(ir, vis)
+    assert fused.shape == vis.shape and fused.dtype == np.uint8
+    assert 0 < float(fused.std())
+
+    # --resume continues from the last checkpoint (here: the end) and keeps the log
+    done = cli("train", "distill", "--data", data, "--out", run, "--preset", "smoke", "--sam-checkpoint",
+                   "tiny-random:0", "--threads", "1", "--no-progress", "--resume", env=THREADS)
+    assert done.returncode == 0, done.stderr
+    assert _rows(run) == rows
+
+
+def test_checkpoint_round_trip_restores_optimizers_and_schedules(tmp_path):
+    import torch
+
+    from sage_edge.models.student import StudentNet
+    from sage_edge.train.checkpointing import load_checkpoint, save_checkpoint
+
+    def make():
+        torch.manual_seed(0)
+        net = StudentNet()
+        opt = torch.optim.Adam(net.parameters(), lr=2e-3)
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=10, eta_min=1e-5)
+        return net, opt, sched
+
+    net, opt, sched = make()
+    x = torch.rand(2, 1, 16, 16)
+    for _ in range(3):
+        opt.zero_grad()
+        net(x, x)[0].pow(2).mean().backward()
+        opt.step()
+        sched.step()
+    config = {"teacher_width": 0.5, "batch_size": 2}
+    save_checkpoint(tmp_path, {"student": net}, {"student": opt}, {"student": sched}, config, {"epoch": 3})
+    assert not list(tmp_path.rglob("*.pt")) and not list(tmp_path.rglob("*.pkl"))
+    net2, opt2, sched2 = make()
+    progress = load_checkpoint(tmp_path, {"student": net2}, {"student": opt2}, {"student": sched2}, config)
+    assert progress == {"epoch": 3}
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
+    s1, s2 = opt.state_dict(), opt2.state_dict()
+    for index in s1["state"]:
+        for key in ("exp_avg", "exp_avg_sq", "step"):
+            assert torch.equal(s1["state"][index][key], s2["state"][index][key])
+    assert sched2.last_epoch == 3 and sched2.get_last_lr() == sched.get_last_lr()
+    # continuing gives the same next step as never stopping
+    for o, n in ((opt, net), (opt2, net2)):
+        o.zero_grad()
+        n(x, x)[0].pow(2).mean().backward()
+        o.step()
+    assert all(torch.equal(a, b) for a, b in zip(net.state_dict().values(), net2.state_dict().values()))
+
+
+FAST = {"epochs": 2, "teacher_warmup_epochs": 1, "steps_per_epoch": 1, "max_pairs": 1}
+
+
+def test_bad_input_one_line_each(tmp_path, ivif_dir):
+    data = _linked_dataset(tmp_path / "data", ivif_dir, count=1)
+    fast = tmp_path / "fast.json"
+    fast.write_text(json.dumps(FAST))
+    common = ["--preset", "smoke", "--config", fast, "--threads", "1", "--no-progress"]
+
+    # no SAM masks cached yet
+    line = _one_line_error(cli("train", "distill", "--data", data, "--out", tmp_path / "r0", *common, env=THREADS))
+    assert "run 'sage-edge train masks' first" in line
+    # a dataset without pairs
+    empty = tmp_path / "empty"
+    (empty / "ir").mkdir(parents=True)
+    (empty / "vis").mkdir()
+    _one_line_error(cli("train", "distill", "--data", empty, "--out", tmp_path / "r1", *common, env=THREADS))
+    # missing SAM checkpoint for L_cs
+    line = _one_line_error(cli("train", "distill", "--data", data, "--out", tmp_path / "r2", "--masks", "none",
+                                   "--sam-checkpoint", tmp_path / "sam_vit_b.pth", *common, env=THREADS))
+    assert "no such SAM checkpoint" in line
+
+    # a run, then resuming it with an incompatible config
+    run = tmp_path / "run"
+    done = cli("train", "distill", "--data", data, "--out", run, "--masks", "none", *common, env=THREADS)
+    assert done.returncode == 0, done.stderr
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps({**FAST, "teacher_width": 0.25}))
+    line = _one_line_error(cli("train", "distill", "--data", data, "--out", run, "--masks", "none", "--preset",
+                                   "smoke", "--config", other, "--resume", "--no-progress", env=THREADS))
+    assert "cannot resume" in line and "teacher_width" in line
+    line = _one_line_error(cli("train", "distill", "--data", data, "--out", run, "--masks", "none", *common,
+                                   env=THREADS))
+    assert "--resume" in line  # never silently overwrites a run
+    line = _one_line_error(cli("train", "distill", "--data", data, "--out", tmp_path / "nothing", "--masks",
+                                   "none", "--resume", *common, env=THREADS))
+    assert "nothing to resume" in line
+
+    # labels of the wrong size
+    (data / "RoadScene" / "labels").mkdir()
+    stem = Path(sorted((data / "RoadScene" / "ir").iterdir())[0]).stem
+    cv2.imwrite(str(data / "RoadScene" / "labels" / f"{stem}.png"), np.zeros((10, 12), np.uint8))
+    line = _one_line_error(cli("train", "distill", "--data", data, "--out", tmp_path / "r3", "--masks", "none",
+                                   *common, env=THREADS))
+    assert "label is 12x10" in line
+    assert not (tmp_path / "r3").exists()  # no partial output
