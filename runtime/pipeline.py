@@ -53,29 +53,40 @@ _EMPTY = object()
 
 
 class StageTimings:
-    """Per-frame milliseconds for each stage in ``STAGES``, in bounded ring buffers (``maxlen`` frames).
+    """Per-frame milliseconds for each stage in ``STAGES``, in ring buffers of the last ``maxlen`` frames.
 
-    ``values(stage)`` -> numpy array; ``stats()`` -> {stage: {n, mean, p50, p90, p99, max}}. Thread-safe.
+    ``values(stage)`` -> numpy array, oldest first; ``stats()`` -> {stage: {n, mean, p50, p90, p99, max}}.
+    Thread-safe. Storage is a float64 array per stage (8 bytes a sample), so a long live run stays small.
     ``pairing_skew`` holds the two frames' timestamp difference; ``latency`` runs from the later frame's
     arrival to the end of the output stage.
     """
 
     def __init__(self, maxlen: int = 100_000) -> None:
+        self.maxlen = maxlen
         self._lock = threading.Lock()
-        self._data = {stage: collections.deque(maxlen=maxlen) for stage in STAGES}
+        self._data = {stage: np.zeros(maxlen, np.float64) for stage in STAGES}
+        self._count = {stage: 0 for stage in STAGES}
 
     def add(self, stage: str, milliseconds: float) -> None:
         with self._lock:
-            self._data[stage].append(float(milliseconds))
+            n = self._count[stage]
+            self._data[stage][n % self.maxlen] = milliseconds
+            self._count[stage] = n + 1
 
     def values(self, stage: str) -> np.ndarray:
         with self._lock:
-            return np.asarray(self._data[stage], dtype=np.float64)
+            n, data = self._count[stage], self._data[stage]
+            if n <= self.maxlen:
+                return data[:n].copy()
+            cut = n % self.maxlen
+            return np.concatenate([data[cut:], data[:cut]])
 
     def recent(self, stage: str, count: int) -> np.ndarray:
         with self._lock:
-            data = self._data[stage]
-            return np.asarray(list(data)[-count:] if len(data) > count else data, dtype=np.float64)
+            n, data = self._count[stage], self._data[stage]
+            take = min(count, n, self.maxlen)
+            idx = (np.arange(n - take, n)) % self.maxlen
+            return data[idx]
 
     def stats(self) -> dict[str, dict[str, float]]:
         out = {}
@@ -312,8 +323,14 @@ class Pipeline:
         self.pairer = Pairer(self.max_skew, live=self.live, periods=(self.sources[0].period, self.sources[1].period))
         periods = [s.period for s in self.sources if s.period]
         self.output_fps = float(vis_fps or (1.0 / max(periods) if periods else 30.0))
-        self.outputs: list[Output] = [o if isinstance(o, Output) else open_output(o, self.output_fps, self.status)
-                                      for o in outputs]
+        self.outputs: list[Output] = []
+        try:
+            for o in outputs:
+                self.outputs.append(o if isinstance(o, Output) else open_output(o, self.output_fps, self.status))
+        except BaseException:
+            for made in self.outputs:  # e.g. an HTTP server already listening
+                made.abort()
+            raise
         self.timings = StageTimings()
         self.stop_event = threading.Event()
         self.stop_reason = "end of input"
@@ -325,6 +342,7 @@ class Pipeline:
         self._side_channels = [Channel(queue_size, newest_only=False) for _ in SIDES]
         self._pairs = Channel(2 if not self.live else 1, newest_only=self.live)
         self._work = Channel(queue_size, newest_only=self.live)
+        self._output_done = threading.Event()
         self._source_threads: list[SourceThread] = []
         self._threads: list[threading.Thread] = []
         self._ended = [False, False]
@@ -481,7 +499,8 @@ class Pipeline:
                 self.timings.add("preprocess", (t2 - t1) * 1000)
                 self.timings.add("inference", (t3 - t2) * 1000)
                 self.timings.add("postprocess", (t4 - t3) * 1000)
-                self._work.put(_Work(pair, image, t4), None if self.live else self.stop_event_never)
+                # a stop must not discard a fused frame: wait for the output thread, unless it has ended
+                self._work.put(_Work(pair, image, t4), self._output_done)
                 self.frames += 1
                 if self.max_frames is not None and self.frames >= self.max_frames:
                     self.stop("frame limit")
@@ -492,9 +511,6 @@ class Pipeline:
                 engine.close()
             finally:
                 self._work.close()
-
-    # a stop must not discard fused frames: the worker's put waits for the output thread regardless
-    stop_event_never = threading.Event()
 
     # ------------------------------------------------------------------ outputs
     def _output_loop(self) -> None:
@@ -525,6 +541,7 @@ class Pipeline:
             failed = True
             self._fail(exc)
         finally:
+            self._output_done.set()
             for output in self.outputs:
                 try:
                     output.abort() if failed or self.error is not None else output.close()

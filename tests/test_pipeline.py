@@ -254,6 +254,7 @@ def test_backend_failure_and_output_failure(tmp_path):
         Pipeline(ArraySource(frames_with_ids(5)), ArraySource(frames_with_ids(5, channels=3)),
                  backend_factory=EchoBackend, outputs=[video, Full()]).run()
     assert list(tmp_path.iterdir()) == []  # the partial video was removed
+    assert [t.name for t in threading.enumerate() if t.name.startswith("sage-")] == []  # no worker left stuck
 
 
 def test_no_threads_left_behind():

@@ -124,3 +124,15 @@ def test_bad_sources_and_outputs_are_one_line_errors(tmp_path, sequences, offici
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # no partial outputs
     line = one_line_error(run_cli("run", "--ir", ir, "--vis", vis, "--model", official_checkpoint))
     assert "run needs an ONNX model or a TensorRT engine" in line
+
+
+def test_run_works_with_torch_unimportable(tmp_path, sequences, official_onnx):
+    code = "import sys; sys.modules['torch'] = None\nfrom sage_edge.cli import main; main()"
+    result = subprocess.run(
+        [sys.executable, "-c", code, "run", "--ir", f"file://{sequences}/ir", "--vis", f"file://{sequences}/vis",
+         "--model", str(official_onnx), "--frames", "2", "--layout", "side-by-side", "-o", f"file://{tmp_path}/f/"],
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    frames = sorted((tmp_path / "f").iterdir())
+    assert len(frames) == 2 and cv2.imread(str(frames[0])).shape == (SIZE[1], 3 * SIZE[0], 3)
