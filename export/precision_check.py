@@ -183,13 +183,13 @@ def fp16_range_scan(model_path: str | os.PathLike, feeds: Sequence[dict[str, np.
         for name, value in zip(names, session.run(names, feed)):
             if not np.issubdtype(value.dtype, np.floating) or value.size == 0:
                 continue
-            a = np.abs(value.astype(np.float64))
+            a = np.abs(value)
             r = ranges[name]
-            if not np.isnan(a).all():
-                r.max_abs = max(r.max_abs, float(np.nanmax(a)))  # inf counts: it is an overflow already
-            nz = a > 0
-            r.nonzero += int(nz.sum())
-            r.subnormal += int((nz & (a < FP16_MIN_NORMAL)).sum())
+            peak = float(np.nanmax(a)) if a.size else 0.0  # inf counts: it is an overflow already
+            if not math.isnan(peak):
+                r.max_abs = max(r.max_abs, peak)
+            r.nonzero += int(np.count_nonzero(a))
+            r.subnormal += int(np.count_nonzero((a > 0) & (a < FP16_MIN_NORMAL)))
     tensors = [r for r in ranges.values() if r.nonzero or r.max_abs]
     return Fp16Scan(tensors=tensors, samples=len(feeds), underflow_fraction=underflow_fraction)
 
