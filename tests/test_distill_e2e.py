@@ -204,3 +204,38 @@ def test_bad_input_one_line_each(tmp_path, ivif_dir):
                                    *common, env=THREADS))
     assert "label is 12x10" in line
     assert not (tmp_path / "r3").exists()  # no partial output
+
+
+def test_interrupted_run_resumes_to_the_same_student(tmp_path, ivif_dir, monkeypatch):
+    import torch
+
+    from sage_edge.models.checkpoint import load_state_dict
+    from sage_edge.train import distill as trainer
+
+    data = _linked_dataset(tmp_path / "data", ivif_dir, count=1)
+    config = trainer.make_config("smoke", data=str(data), masks="none", epochs=4, teacher_warmup_epochs=1,
+                                 steps_per_epoch=2, max_pairs=1, checkpoint_every=1, progress=False)
+    whole = trainer.distill(trainer.replace(config, out=str(tmp_path / "whole")))
+
+    real_save = trainer.save_checkpoint
+    calls = []
+
+    def save_then_crash(*args, **kwargs):
+        real_save(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # after epoch 2: one warm-up epoch and one alternation epoch
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "save_checkpoint", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.distill(trainer.replace(config, out=str(tmp_path / "cut")))
+    assert not (tmp_path / "cut" / "student.safetensors").exists()
+    epochs_saved = []
+    monkeypatch.setattr(trainer, "save_checkpoint",
+                        lambda *a, **k: (epochs_saved.append(a[-1]["epoch"]), real_save(*a, **k)))
+    resumed = trainer.distill(trainer.replace(config, out=str(tmp_path / "cut")), resume=True)
+    assert epochs_saved == [3, 4]  # it continued after epoch 2; it did not start again
+
+    a, b = load_state_dict(whole), load_state_dict(resumed)
+    assert all(torch.equal(a[k], b[k]) for k in a)  # optimizer + schedule state restored exactly
+    assert _rows(tmp_path / "cut") == _rows(tmp_path / "whole")

@@ -137,7 +137,7 @@ def test_student_and_teacher_totals():
     s = losses.student_loss(f, fs, t.detach(), [x.detach() for x in ft], y, ir)
     assert float(s["cs"]) == 0.0  # no Φ: L_cs off
     expected = 3 * s["fuse"] + 3 * s["grad"] + s["cs"] + 0.3 * s["fea"]
-    assert float(s["total"]) == pytest.approx(float(expected))
+    assert float(s["total"].detach()) == pytest.approx(float(expected.detach()))
 
     warm = losses.teacher_loss(t, ft, y, ir)
     assert float(warm["student"]) == 0.0 and float(warm["fea"]) == 0.0
