@@ -255,8 +255,9 @@ class ModelResolver:
 
         meta = sidecar(path) or {}
         built = meta.get("precision") if isinstance(meta, dict) else None
-        if isinstance(built, (list, tuple)):
-            built = "int8" if "int8" in built else "fp16" if "fp16" in built else "fp32"
+        if built is not None:  # "int8+fp16" (INT8 with FP16 fallback) counts as int8; ["fp16"] as fp16
+            text = " ".join(built) if isinstance(built, (list, tuple)) else str(built)
+            built = "int8" if "int8" in text.lower() else "fp16" if "fp16" in text.lower() else "fp32"
         if built is None:
             notes.append("no sidecar metadata: the engine's precision is unknown; labelled as requested")
         elif str(built).lower() != cell.precision:

@@ -208,13 +208,23 @@ def record() -> dict[str, Any]:
         "jetson": jetson_record(),
         "temperatures_start_c": temperatures(),
         "temperatures_end_c": None,
+        "load_average_start": _load_average(),
+        "load_average_end": None,
         "warnings": [],
     }
 
 
+def _load_average() -> list[float] | None:
+    try:
+        return [round(v, 2) for v in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
 def finish(env: dict[str, Any]) -> dict[str, Any]:
-    """Add end temperatures and the clock/throttling warnings to ``env`` (in place); returns it."""
+    """Add end temperatures, load and the clock/throttling/busy warnings to ``env`` (in place); returns it."""
     env["temperatures_end_c"] = temperatures()
+    env["load_average_end"] = _load_average()
     env["warnings"] = warnings(env)
     return env
 
@@ -228,6 +238,12 @@ def warnings(env: dict[str, Any], trips: dict[str, float] | None = None) -> list
         gpu = (jetson.get("clock_domains") or {}).get("gpu")
         if gpu and jetson.get("jetson_clocks") and gpu["cur"] < gpu["max"]:
             out.append(f"GPU runs at {gpu['cur']} below its locked maximum {gpu['max']}: throttling")
+    cores = (env.get("cpu") or {}).get("cores") or 0
+    for when in ("load_average_start", "load_average_end"):
+        load = env.get(when)
+        if load and cores and load[0] > cores:
+            out.append(f"the machine was busy (1-minute load {load[0]:.1f} on {cores} cores at the "
+                       f"{when.split('_')[2]}): other processes inflate these latencies")
     trips = trip_points() if trips is None else trips
     for when in ("temperatures_start_c", "temperatures_end_c"):
         for zone, celsius in (env.get(when) or {}).items():

@@ -219,6 +219,9 @@ def test_environment_warnings() -> None:
               "temperatures_start_c": {}, "temperatures_end_c": {}}
     assert any("throttling" in w for w in environment.warnings(locked, trips={}))
     assert environment.warnings({"jetson": None, "temperatures_start_c": {"x": 30.0}}, trips={}) == []
+    busy = {"cpu": {"cores": 2}, "load_average_start": [7.5, 7.0, 5.0], "load_average_end": [1.0, 1.0, 1.0]}
+    (warning,) = environment.warnings(busy, trips={})
+    assert "busy" in warning and "7.5 on 2 cores at the start" in warning
 
 
 def test_engine_sidecar(tmp_path: Path) -> None:
@@ -227,6 +230,28 @@ def test_engine_sidecar(tmp_path: Path) -> None:
     assert environment.sidecar(engine) is None
     (tmp_path / "fused.engine.json").write_text('{"precision": "fp16", "tensorrt": "10.3"}')
     assert environment.sidecar(engine) == {"precision": "fp16", "tensorrt": "10.3"}
+
+
+def test_engine_cells_follow_the_sidecar_precision(tmp_path: Path) -> None:
+    engine = tmp_path / "fused.engine"
+    engine.write_bytes(b"\0")
+    (tmp_path / "fused.engine.json").write_text('{"precision": "int8+fp16"}')
+    inputs = bm.load_inputs(tmp_path / "none", frames=1, echo=lambda s: None)
+    resolver = bm.ModelResolver(inputs, echo=lambda s: None)
+    path, notes = resolver.resolve(bm.Cell(str(engine), "tensorrt", "int8", *TINY))
+    assert path == engine and notes == []
+    with pytest.raises(bm.Skip, match="built for int8"):
+        resolver.resolve(bm.Cell(str(engine), "tensorrt", "fp16", *TINY))
+    try:
+        from sage_edge.runtime.backend import backend_class
+
+        has_trt = backend_class("tensorrt").is_available()
+    except Exception:
+        has_trt = False
+    if not has_trt:  # no TensorRT on this machine: the cell is skipped, saying so, and nothing fails
+        doc = bm.run_grid([bm.Cell(str(engine), "tensorrt", "int8", *TINY)], inputs, _opts(), echo=lambda s: None)
+        entry = doc["results"][0]
+        assert entry["status"] == "skipped" and "tensorrt backend is not available" in entry["reason"]
 
 
 def test_estimate_and_bad_flags_on_the_command_line(official_onnx: Path) -> None:
