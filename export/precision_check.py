@@ -206,23 +206,31 @@ def compare_models(reference_path: str | os.PathLike, test_path: str | os.PathLi
                    images: Sequence[tuple[str, np.ndarray, np.ndarray]], precision: str, threshold_psnr: float,
                    metrics: bool = True, progress: bool = True) -> Comparison:
     """Fuse each (stem, ir, vis) with both models through ``Fuser``; PSNR, max abs error, metric deltas."""
+    from sage_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    with OnnxRuntimeBackend(reference_path) as ref_backend, OnnxRuntimeBackend(test_path) as test_backend:
+        return compare_backends(ref_backend, test_backend, images, precision, threshold_psnr, metrics, progress)
+
+
+def compare_backends(ref_backend: "object", test_backend: "object",
+                     images: Sequence[tuple[str, np.ndarray, np.ndarray]], precision: str, threshold_psnr: float,
+                     metrics: bool = True, progress: bool = True) -> Comparison:
+    """Like ``compare_models`` for two open backends (e.g. a TensorRT engine against FP32 ONNX Runtime)."""
     from tqdm import tqdm
 
     from sage_edge.runtime.fuser import Fuser
-    from sage_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
 
     compute = _load_metrics() if metrics else None
     results = []
-    with OnnxRuntimeBackend(reference_path) as ref_backend, OnnxRuntimeBackend(test_path) as test_backend:
-        ref, test = Fuser(ref_backend), Fuser(test_backend)
-        for stem, ir, vis in tqdm(images, desc=f"{precision} vs FP32", unit="pair", disable=not progress):
-            fused_ref, fused_test = ref.fuse(ir, vis), test.fuse(ir, vis)
-            deltas: dict[str, float] = {}
-            if compute is not None:
-                m_ref, m_test = compute(ir, vis, fused_ref), compute(ir, vis, fused_test)
-                deltas = {k: float(m_test[k] - m_ref[k]) for k in m_ref if k in m_test}
-            err = float(np.abs(fused_ref.astype(np.int16) - fused_test.astype(np.int16)).max())
-            results.append(PairComparison(stem, psnr(fused_ref, fused_test), err, deltas))
+    ref, test = Fuser(ref_backend), Fuser(test_backend)  # type: ignore[arg-type]
+    for stem, ir, vis in tqdm(images, desc=f"{precision} vs FP32", unit="pair", disable=not progress):
+        fused_ref, fused_test = ref.fuse(ir, vis), test.fuse(ir, vis)
+        deltas: dict[str, float] = {}
+        if compute is not None:
+            m_ref, m_test = compute(ir, vis, fused_ref), compute(ir, vis, fused_test)
+            deltas = {k: float(m_test[k] - m_ref[k]) for k in m_ref if k in m_test}
+        err = float(np.abs(fused_ref.astype(np.int16) - fused_test.astype(np.int16)).max())
+        results.append(PairComparison(stem, psnr(fused_ref, fused_test), err, deltas))
     if not results:
         raise SageEdgeError("no evaluation pairs")
     return Comparison(precision, threshold_psnr, results)
@@ -278,9 +286,9 @@ def format_fp16_scan(scan: Fp16Scan, limit: int = 20) -> list[str]:
     return lines
 
 
-def format_comparison(cmp: Comparison, metric_names: Sequence[str] = ("EN", "SD", "SF", "AG", "MI", "VIF", "Qabf",
+def format_comparison(cmp: Comparison, what: str = "held-back pairs", metric_names: Sequence[str] = ("EN", "SD", "SF", "AG", "MI", "VIF", "Qabf",
                                                                       "SSIM")) -> list[str]:
-    lines = [f"{cmp.precision} vs FP32 on {len(cmp.pairs)} held-back pairs (threshold PSNR >= {cmp.threshold_psnr:g} dB)"]
+    lines = [f"{cmp.precision} vs FP32 on {len(cmp.pairs)} {what} (threshold PSNR >= {cmp.threshold_psnr:g} dB)"]
     shown = [n for n in metric_names if any(n in p.metric_deltas for p in cmp.pairs)]
     header = f"  {'pair':<24} {'PSNR dB':>8} {'max err':>8}" + "".join(f" {'d' + n:>8}" for n in shown)
     lines.append(header)
@@ -382,3 +390,86 @@ def check_precision(model_path: str | os.PathLike, calib_pairs: Sequence[ImagePa
                 report.int8_model = int8_model
             report.int8 = compare_models(model_path, int8_model, images, "INT8", int8_psnr, metrics, progress)
     return report
+
+
+# ``verify``: an engine or model against the FP32 ONNX Runtime reference, at per-precision tolerances.
+VERIFY_TOLERANCES = {  # precision: (min PSNR dB, max abs error in levels or None)
+    "fp32": (50.0, 4),
+    "fp16": (DEFAULT_FP16_PSNR, 24),
+    "int8": (DEFAULT_INT8_PSNR, None),
+    "int8+fp16": (DEFAULT_INT8_PSNR, None),
+}
+
+
+@dataclass
+class VerifyReport:
+    model: Path
+    reference: Path
+    precision: str
+    comparison: Comparison
+    max_abs_limit: float | None
+
+    @property
+    def ok(self) -> bool:
+        return self.comparison.ok and (self.max_abs_limit is None or
+                                       self.comparison.max_abs_error <= self.max_abs_limit)
+
+    def lines(self) -> list[str]:
+        out = [f"verify {self.model} ({self.precision}) against FP32 ONNX Runtime {self.reference}"]
+        out += format_comparison(self.comparison, "pairs")
+        if self.max_abs_limit is not None:
+            out.append(f"  max abs error {self.comparison.max_abs_error:.0f} (limit {self.max_abs_limit:g}): "
+                       f"{'PASS' if self.comparison.max_abs_error <= self.max_abs_limit else 'FAIL'}")
+        return out
+
+
+def model_precision(model: Path, sidecar: dict | None) -> str:
+    """The precision a model or engine runs at: the engine sidecar's, or read from the ONNX."""
+    if sidecar and sidecar.get("precision"):
+        return str(sidecar["precision"])
+    if model.suffix.lower() == ".onnx":
+        from sage_edge.export.fp16 import is_fp16_model
+        from sage_edge.export.quantize import is_qdq_model
+
+        if is_qdq_model(model):
+            return "int8"
+        if is_fp16_model(model):
+            return "fp16"
+    return "fp32"
+
+
+def verify(model: str | os.PathLike, pairs: Sequence[ImagePair], reference: str | os.PathLike | None = None,
+           backend: str = "auto", min_psnr: float | None = None, max_abs_error: float | None = None,
+           eval_shape: tuple[int, int] | None = None, limit: int | None = None, metrics: bool = True,
+           progress: bool = True) -> VerifyReport:
+    """Run ``model`` (engine or ONNX) on real pairs and compare with the FP32 ONNX Runtime reference."""
+    from sage_edge.runtime.backend import open_backend
+    from sage_edge.runtime.engine_sidecar import read_sidecar
+    from sage_edge.runtime.onnxruntime_backend import OnnxRuntimeBackend
+
+    model = Path(model)
+    if not model.is_file():
+        raise SageEdgeError(f"{model}: no such model file")
+    sidecar = read_sidecar(model) if model.suffix.lower() in (".engine", ".plan", ".trt") else None
+    if reference is None:
+        source = ((sidecar or {}).get("onnx") or {}).get("path")
+        if source and Path(source).is_file() and model.suffix.lower() != ".onnx":
+            reference = source
+        else:
+            raise SageEdgeError(f"{model}: give the FP32 ONNX model to compare with: --reference MODEL.onnx")
+    reference = Path(reference)
+    if not reference.is_file():
+        raise SageEdgeError(f"{reference}: no such reference model")
+    from sage_edge.export.quantize import is_qdq_model
+
+    if is_qdq_model(reference):
+        raise SageEdgeError(f"{reference}: the reference must be the FP32 ONNX, not a Q/DQ model")
+    precision = model_precision(model, sidecar)
+    default_psnr, default_abs = VERIFY_TOLERANCES.get(precision, VERIFY_TOLERANCES["fp32"])
+    psnr_limit = default_psnr if min_psnr is None else min_psnr
+    abs_limit = default_abs if max_abs_error is None else max_abs_error
+    images = load_eval_images(pairs, eval_shape, limit)
+    with OnnxRuntimeBackend(reference) as ref_backend, open_backend(model, backend) as test_backend:
+        comparison = compare_backends(ref_backend, test_backend, images, precision.upper(), psnr_limit, metrics,
+                                      progress)
+    return VerifyReport(model, reference, precision, comparison, abs_limit)

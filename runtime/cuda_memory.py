@@ -58,7 +58,10 @@ class DeviceInfo:
 
 def device_info(index: int = 0, cuda: Any = None) -> DeviceInfo:
     """Facts about GPU ``index`` from its attributes; no context needed."""
-    cuda = cuda or import_pycuda()
+    if cuda is None:
+        cuda = import_pycuda()
+    else:
+        cuda.init()  # idempotent; required before Device() in every process
     if index >= cuda.Device.count():
         raise SageEdgeError(f"no CUDA device {index} (this machine has {cuda.Device.count()})")
     dev = cuda.Device(index)

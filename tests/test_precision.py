@@ -81,3 +81,17 @@ def test_check_precision_cli_fails_cleanly(official_onnx, ivif_dir, tmp_path):
     assert "INT8 vs FP32 on 2 held-back pairs" in result.stdout and "FAIL" in result.stdout
     errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1 and "INT8 PSNR" in errors[0] and "< 99 dB" in errors[0]
+
+
+def test_verify_cli_qdq_against_fp32(official_onnx, ivif_dir, tmp_path, split):
+    from sage_edge.export.quantize import quantize_onnx
+
+    calib, _ = split
+    qdq = quantize_onnx(official_onnx, tmp_path / "q.onnx", calib, samples=4, calib_shape=(160, 160),
+                        progress=False).path
+    result = run_cli("verify", qdq, "--data", ivif_dir / "MSRS", "--reference", official_onnx,
+                     "--eval-shape", "128x128", "--pairs", "2", "--no-metrics")
+    assert result.returncode == 0, result.stderr
+    assert "INT8 vs FP32 on 2 pairs (threshold PSNR >= 35 dB)" in result.stdout and "verify passed" in result.stdout
+    missing = run_cli("verify", qdq, "--data", ivif_dir / "MSRS")
+    assert missing.returncode == 1 and "--reference" in missing.stderr and missing.stderr.count("\n") == 1

@@ -275,3 +275,16 @@ def test_real_engine_matches_onnxruntime(official_onnx, ivif_dir, tmp_path):
         ref, got = Fuser(ort_backend).fuse(ir, vis), Fuser(trt_backend).fuse(ir, vis)
     assert np.abs(ref.astype(int) - got.astype(int)).max() <= 2
     assert json.loads(engine.with_name(engine.name + ".json").read_text())["precision"] == "fp32"
+
+
+def test_verify_engine_against_sidecar_onnx(doubles, tmp_path, ivif_dir):
+    """verify finds the FP32 ONNX in the sidecar; the double's engine equals the tiny ONNX (fused = vis)."""
+    from sage_edge.export.precision_check import verify
+    from sage_edge.pairs import pair_dataset
+
+    doubles("10.3.0")
+    engine = build(tmp_path, fp16=True)
+    report = verify(engine, pair_dataset(ivif_dir / "MSRS")[:2], eval_shape=(64, 64), metrics=False,
+                    progress=False)
+    assert report.precision == "fp16" and report.reference.name == "tiny_uint8.onnx"
+    assert report.ok and report.comparison.max_abs_error == 0 and report.comparison.min_psnr == float("inf")

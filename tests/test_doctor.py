@@ -1,0 +1,87 @@
+"""sage-edge doctor: runs here, reports what is missing, never crashes; OpenCV/GStreamer and Jetson facts."""
+from __future__ import annotations
+
+import sys
+import types
+from pathlib import Path
+
+import pytest
+
+from conftest import run_cli
+
+sys.path.insert(0, str(Path(__file__).parent / "doubles"))
+import install as doubles_install  # noqa: E402
+
+
+def test_doctor_runs_and_reports_missing_pieces():
+    result = run_cli("doctor", timeout=120)
+    assert result.returncode == 0 and "Traceback" not in result.stderr, result.stderr
+    lines = {line.split()[1]: line for line in result.stdout.splitlines() if len(line.split()) > 1}
+    for name in ("platform", "python", "CUDA", "TensorRT", "pycuda", "onnxruntime", "opencv", "memory", "disk"):
+        assert name in lines, result.stdout
+    try:
+        import tensorrt  # noqa: F401
+    except ImportError:
+        assert lines["TensorRT"].startswith("MISSING") and "python3-libnvinfer" in lines["TensorRT"]
+    assert "GStreamer" in lines["opencv"]
+
+
+def test_doctor_json():
+    import json
+
+    result = run_cli("doctor", "--json", timeout=120)
+    checks = json.loads(result.stdout)
+    assert {"status", "name", "detail", "fix"} <= set(checks[0]) and any(c["name"] == "TensorRT" for c in checks)
+
+
+def _fake_cv2(path: str, gstreamer: str):
+    return types.SimpleNamespace(__file__=path, __version__="4.8.0",
+                                 getBuildInformation=lambda: f"  Video I/O:\n    GStreamer:                   {gstreamer}\n")
+
+
+def test_pip_opencv_on_jetson_is_flagged_with_the_fix():
+    from sage_edge.doctor import check_opencv
+
+    pip = _fake_cv2("/home/u/venv/lib/python3.10/site-packages/cv2/__init__.py", "NO")
+    [check] = check_opencv(on_jetson=True, cv2=pip)
+    assert check.status == "warning" and "site-packages" in check.detail and "GStreamer: NO" in check.detail
+    assert "pip uninstall opencv-python" in check.fix and "python3-opencv" in check.fix
+    jetpack = _fake_cv2("/usr/lib/python3/dist-packages/cv2/python-3.10/cv2.so", "YES (1.20.3)")
+    [check] = check_opencv(on_jetson=True, cv2=jetpack)
+    assert check.status == "OK" and "YES (1.20.3)" in check.detail
+    [check] = check_opencv(on_jetson=False, cv2=pip)
+    assert check.status == "OK"  # a desktop without GStreamer is fine
+
+
+@pytest.mark.parametrize("l4t, jetpack", [("35.2.1", "5.1"), ("36.3.0", "6.0"), ("36.4.0", "6.1"),
+                                          ("36.4.3", "6.2"), ("35.9.9", "5.x")])
+def test_l4t_to_jetpack(l4t, jetpack):
+    from sage_edge.doctor import jetpack_for_l4t
+
+    assert jetpack_for_l4t(l4t) == jetpack
+
+
+def test_jetson_facts():
+    from sage_edge.doctor import check_jetson
+
+    checks = check_jetson({"module": "NVIDIA Jetson AGX Orin Developer Kit", "l4t": "36.3.0", "nvpmodel": "MAXN",
+                           "jetson_clocks": False})
+    by_name = {c.name: c for c in checks}
+    assert by_name["jetson"].detail.startswith("NVIDIA Jetson AGX Orin")
+    assert "JetPack 6.0" in by_name["L4T"].detail and "8.6.2" in by_name["L4T"].detail
+    assert by_name["jetson_clocks"].status == "warning" and "jetson_clocks" in by_name["jetson_clocks"].fix
+
+
+def test_tensorrt_and_pycuda_checks_with_doubles(monkeypatch):
+    from sage_edge.doctor import check_pycuda, check_tensorrt
+
+    doubles_install.install(monkeypatch, "8.5.2")
+    import importlib
+
+    [trt] = check_tensorrt(importlib.import_module)
+    assert trt.status == "warning" and "--io float" in trt.detail
+    doubles_install.install(monkeypatch, "11.0.0", gpu={"integrated": True, "name": "Orin"})
+    [trt] = check_tensorrt(importlib.import_module)
+    assert trt.status == "OK" and "strongly typed" in trt.detail
+    [cuda] = check_pycuda(importlib.import_module)
+    assert cuda.status == "OK" and "Orin" in cuda.detail and "zero-copy" in cuda.detail
