@@ -636,7 +636,10 @@ def run_cell(cell: Cell, resolver: ModelResolver, inputs: Inputs, opts: RunOptio
     entry["status"] = "ok"
     # Bare inference: frames run one after another, FPS = 1000 / mean end-to-end latency.
     entry["fps"] = pipeline_fps if pipeline_fps is not None else stats.fps_from_ms(e2e["mean"])
-    entry["throughput_fps"] = timing["iterations"] / timing["elapsed_s"] if timing["elapsed_s"] > 0 else 0.0
+    if pipeline_fps is not None:
+        entry["throughput_fps"] = pipeline_fps
+    else:
+        entry["throughput_fps"] = timing["iterations"] / timing["elapsed_s"] if timing["elapsed_s"] > 0 else 0.0
     entry["memory"] = {"rss_mb": current / 2**20, "peak_rss_mb": peak / 2**20,
                        "peak_rss_scope": "cell" if per_cell_peak else "process",
                        "gpu_peak_mb": entry.pop("gpu_peak_mb", None)}
@@ -806,7 +809,7 @@ def format_table(doc: Mapping[str, Any]) -> str:
 def format_markdown(doc: Mapping[str, Any]) -> str:
     env = doc["environment"]
     jetson = env.get("jetson") or {}
-    where = jetson.get("module") or env.get("gpu", {}).get("name") or env["cpu"]["model"]
+    where = jetson.get("module") or env.get("gpu", {}).get("name") or "no GPU"
     lines = [
         f"### sage-edge bench ({doc.get('created_utc', '')})",
         "",
