@@ -119,8 +119,11 @@ def main() -> int:
           f"({growth:+.2f} %), peak {peak_rss / 2**20:.1f} MiB ({peak_growth:+.2f} %)")
     print(f"threads: before {threads_before}, during max {max_threads}, after {threads_after}; "
           f"fds: before {fds_before}, during {min(run_fds)}..{max(run_fds)}, after {fds_after}")
+    # files open for a moment (PNGs being decoded) make the count flicker by a few; a leak makes it climb
+    quarter = max(1, len(run_fds) // 4)
+    fds_trend_ok = max(run_fds[-quarter:]) <= max(run_fds[:quarter]) + 2
     ok = (growth <= args.max_growth and threads_after == threads_before and fds_after == fds_before
-          and summary.frames == args.frames and video_frames == args.frames and max(run_fds) - min(run_fds) <= 2)
+          and summary.frames == args.frames and video_frames == args.frames and fds_trend_ok)
     print("PASS" if ok else "FAIL")
     return 0 if ok else 1
 

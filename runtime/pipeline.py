@@ -305,6 +305,13 @@ class Pipeline:
         if backend_factory is None:
             if model is None:
                 raise SageEdgeError("no model given")
+            from pathlib import Path
+
+            from sage_edge.runtime.backend import choose_backend
+
+            if not Path(model).is_file():
+                raise SageEdgeError(f"{model}: no such model file")
+            choose_backend(Path(model), backend)  # a model/backend mismatch fails now, before any output opens
             backend_factory = lambda: open_backend(model, backend)  # noqa: E731
         self.backend_factory = backend_factory
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))

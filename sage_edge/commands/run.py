@@ -65,9 +65,6 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
     if max_skew_ms is not None and max_skew_ms <= 0:
         raise SageEdgeError("--max-skew-ms must be positive")
     model_path = resolve_run_model(model)
-    if not outputs:
-        click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",
-                   err=True)
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     pipeline = Pipeline(
         ir_uri, vis_uri, model=str(model_path), backend=backend, outputs=outputs, homography=homography,
@@ -75,6 +72,9 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
         smoothing=smoothing, log=log,
     )
+    if not outputs:
+        click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",
+                   err=True)
     for output in pipeline.outputs:
         if hasattr(output, "port") and not quiet:
             host, port = output.address
