@@ -340,8 +340,10 @@ def _is_qdq(path: Path) -> bool:
 
         return is_qdq_model(path)
     except ImportError:
-        import onnx
-
+        try:
+            import onnx
+        except ImportError:  # a Jetson image without the onnx package: cannot tell, run the model as given
+            return False
         model = onnx.load(str(path), load_external_data=False)
         return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)
 
@@ -790,7 +792,7 @@ def skipped_rows(doc: Mapping[str, Any]) -> list[str]:
     return [f"{r['key']}: {r['reason']}" for r in doc["results"] if r["status"] == "skipped"]
 
 
-def format_table(doc: Mapping[str, Any]) -> str:
+def format_table(doc: Mapping[str, Any], include_skipped: bool = True) -> str:
     rows = table_rows(doc)
     lines = []
     if rows:
@@ -801,8 +803,9 @@ def format_table(doc: Mapping[str, Any]) -> str:
         lines.append("latencies in ms (host perf_counter; warm-up excluded); W / mJ/frame from tegrastats on Jetson")
     else:
         lines.append("no configuration ran")
-    for line in skipped_rows(doc):
-        lines.append(f"skipped: {line}")
+    if include_skipped:
+        for line in skipped_rows(doc):
+            lines.append(f"skipped: {line}")
     return "\n".join(lines)
 
 

@@ -239,11 +239,12 @@ def warnings(env: dict[str, Any], trips: dict[str, float] | None = None) -> list
         if gpu and jetson.get("jetson_clocks") and gpu["cur"] < gpu["max"]:
             out.append(f"GPU runs at {gpu['cur']} below its locked maximum {gpu['max']}: throttling")
     cores = (env.get("cpu") or {}).get("cores") or 0
-    for when in ("load_average_start", "load_average_end"):
-        load = env.get(when)
-        if load and cores and load[0] > cores:
-            out.append(f"the machine was busy (1-minute load {load[0]:.1f} on {cores} cores at the "
-                       f"{when.split('_')[2]}): other processes inflate these latencies")
+    busy = [(when.split("_")[2], env[when][0]) for when in ("load_average_start", "load_average_end")
+            if env.get(when) and cores and env[when][0] > cores]
+    if busy:
+        loads = ", ".join(f"{load:.1f} at the {when}" for when, load in busy)
+        out.append(f"the machine was busy (1-minute load {loads}, on {cores} cores): "
+                   "other processes inflate these latencies")
     trips = trip_points() if trips is None else trips
     for when in ("temperatures_start_c", "temperatures_end_c"):
         for zone, celsius in (env.get(when) or {}).items():

@@ -221,7 +221,7 @@ def test_environment_warnings() -> None:
     assert environment.warnings({"jetson": None, "temperatures_start_c": {"x": 30.0}}, trips={}) == []
     busy = {"cpu": {"cores": 2}, "load_average_start": [7.5, 7.0, 5.0], "load_average_end": [1.0, 1.0, 1.0]}
     (warning,) = environment.warnings(busy, trips={})
-    assert "busy" in warning and "7.5 on 2 cores at the start" in warning
+    assert "busy" in warning and "load 7.5 at the start, on 2 cores" in warning
 
 
 def test_engine_sidecar(tmp_path: Path) -> None:

@@ -74,12 +74,17 @@ def bench(models, backends, precisions, resolutions, warmup, iterations, duratio
                          tegrastats_interval_ms=tegrastats_interval, progress=not quiet)
     opts.check()
     _check_outputs(json_out, plot_out, markdown_out)
+    from sage_edge.zoo import ZOO, resolve_model
+
+    for spec in models:  # a typo fails now, before any input is loaded or anything is timed
+        if spec not in ZOO:
+            resolve_model(spec)
     cells = bm.grid(models, list(backends) or ["onnxruntime"], list(precisions) or ["fp32"], sizes, pipeline)
     inputs = bm.load_inputs(data_dir, frames=frames, seed=seed, echo=click.echo)
     backend_options = {"onnxruntime": {"intra_op_threads": threads}} if threads else None
     doc = bm.run_grid(cells, inputs, opts, echo=click.echo, backend_options=backend_options,
                       settings={"seed": seed, "threads": threads})
-    click.echo(bm.format_table(doc))
+    click.echo(bm.format_table(doc, include_skipped=False))  # skipped cells were printed as they came
     if not any(r["status"] == "ok" for r in doc["results"]):
         raise SageEdgeError("no configuration could run here (see the skipped lines above); nothing written")
     if json_out:
