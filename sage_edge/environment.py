@@ -139,6 +139,19 @@ def gpu_record() -> dict[str, Any]:
     if smi:
         name, _, driver = smi.splitlines()[0].partition(",")
         out["name"], out["driver"] = name.strip(), driver.strip() or None
+    if out["name"] is None:  # Jetson has no nvidia-smi: ask CUDA itself (pycuda, JetPack's CUDA), no context made
+        import importlib.util
+
+        if importlib.util.find_spec("pycuda") is not None:
+            try:
+                from sage_edge.runtime.cuda_memory import device_info
+
+                info = device_info(0)
+                out["name"] = info.name
+                out["compute_capability"] = info.compute_capability
+                out["integrated"] = info.integrated
+            except Exception:
+                pass
     try:
         import tensorrt  # noqa: F401  (JetPack's python3-libnvinfer; absent on most desktops)
 
