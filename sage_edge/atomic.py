@@ -19,6 +19,10 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     )
     os.close(fd)
     tmp_path = Path(tmp_name)
+    # mkstemp creates 0600; give the output the permissions a plain open() would (0666 & ~umask).
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp_path, 0o666 & ~umask)
     try:
         yield tmp_path
         os.replace(tmp_path, final_path)

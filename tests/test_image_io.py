@@ -78,3 +78,14 @@ def test_dataset_root_with_subsets_keeps_stems_apart(ivif_dir):
 def test_file_and_directory_mix_is_an_error(ivif_dir):
     with pytest.raises(SageEdgeError, match="two files or two directories"):
         pairs.resolve_pairs(ivif_dir / "TNO/ir/01.png", ivif_dir / "TNO/vis")
+
+
+def test_atomic_outputs_get_normal_file_permissions(tmp_path):
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        imageio.write_image(tmp_path / "a.png", np.zeros((2, 2), np.uint8))
+    finally:
+        os.umask(umask)
+    assert (tmp_path / "a.png").stat().st_mode & 0o777 == 0o644
