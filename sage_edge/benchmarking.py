@@ -372,6 +372,9 @@ class _TimedBackend:
     def describe(self) -> str:
         return self.backend.describe()
 
+    def __getattr__(self, name: str) -> Any:  # anything else the Fuser may ask of the backend
+        return getattr(self.backend, name)
+
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         self.t_enter = time.perf_counter_ns()
         out = self.backend.infer(feed)
