@@ -155,10 +155,12 @@ def segment_anything_modules(force_cpu_shim: bool = False) -> types.SimpleNamesp
     """Namespace with ``modeling``, ``build_sam``, ``automatic_mask_generator`` and ``source``."""
     if not force_cpu_shim:
         try:
-            import segment_anything
-            import segment_anything.automatic_mask_generator as amg_mod
-            import segment_anything.build_sam as build_mod
-            import segment_anything.modeling as modeling
+            import segment_anything  # noqa: F401 - imports torchvision
+
+            # importlib, not "import a.b as c": the package re-exports a *function* named build_sam
+            amg_mod = importlib.import_module("segment_anything.automatic_mask_generator")
+            build_mod = importlib.import_module("segment_anything.build_sam")
+            modeling = importlib.import_module("segment_anything.modeling")
 
             return types.SimpleNamespace(modeling=modeling, build_sam=build_mod, automatic_mask_generator=amg_mod,
                                          source="segment_anything")
