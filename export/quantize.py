@@ -204,6 +204,13 @@ def quantize_onnx(model_path: str | os.PathLike, output: str | os.PathLike, pair
     shape = static or calib_shape or DEFAULT_CALIB_SHAPE
     data = calibration_data(pairs, kind, shape, samples, seed=seed, progress=progress)
     excluded = nodes_outside_network(model)
+    # With fp16 elsewhere, ModelOpt converts by op type only: keep every op type that only the colour
+    # maths uses in FP32 (its fixed-point intermediates exceed FP16). The network's own op types
+    # (Conv, LeakyRelu, Concat, MaxPool, Resize, Tanh) do not occur in the colour maths except
+    # Concat, which there only joins integer levels <= 255 (exact in FP16).
+    excluded_set = set(excluded)
+    inside = {n.op_type for n in model.graph.node if n.name not in excluded_set}
+    keep_fp32 = sorted({n.op_type for n in model.graph.node if n.name in excluded_set} - inside)
 
     with tempfile.TemporaryDirectory(prefix="sage-edge-quantize-") as scratch:
         # ModelOpt writes intermediate files beside its input: work on a copy in scratch space.
@@ -220,6 +227,7 @@ def quantize_onnx(model_path: str | os.PathLike, output: str | os.PathLike, pair
                 op_types_to_quantize=list(OP_TYPES_TO_QUANTIZE),
                 nodes_to_exclude=[f"^{_re_escape(name)}$" for name in excluded],
                 high_precision_dtype=high_precision,
+                op_types_to_exclude_fp16=keep_fp32 if high_precision == "fp16" else None,
                 output_path=str(target),
                 log_level="ERROR",
             )

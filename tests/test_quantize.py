@@ -122,3 +122,16 @@ def test_quantize_cli(official_float_onnx, ivif_dir, tmp_path):
     bad = run_cli("quantize", official_float_onnx, "--calib", tmp_path / "nowhere", "-o", tmp_path / "x.onnx")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.onnx").exists()
+
+
+def test_fp16_high_precision_keeps_colour_maths_fp32(official_onnx, split, tmp_path):
+    """--high-precision fp16 must not push the colour maths (intermediates ~4e6) into FP16."""
+    from sage_edge.export.precision_check import compare_models, load_eval_images
+    from sage_edge.export.quantize import quantize_onnx
+
+    calib, held_back = split
+    q = quantize_onnx(official_onnx, tmp_path / "q16.onnx", calib, samples=2, calib_shape=(96, 96),
+                      high_precision="fp16", progress=False).path
+    cmp = compare_models(official_onnx, q, load_eval_images(held_back, (96, 96), 2), "INT8", 35, metrics=False,
+                         progress=False)
+    assert cmp.min_psnr > 30.0  # colour maths in FP16 gives ~6 dB
