@@ -77,7 +77,7 @@ def test_torch_model_without_torch_is_a_one_line_error(tmp_path, official_checkp
 
 @pytest.mark.slow
 def test_base_install_in_a_fresh_venv_fuses(tmp_path, official_onnx, ivif_dir):
-    """`pip install .` (base, no extras) into an empty venv: no torch, and fuse works."""
+    """README's main job: `pip install .` (base, no extras) into an empty venv, then fuse with the bundled model."""
     env_dir = tmp_path / "venv"
     venv.EnvBuilder(with_pip=True).create(env_dir)
     python = env_dir / "bin" / "python"
@@ -88,14 +88,18 @@ def test_base_install_in_a_fresh_venv_fuses(tmp_path, official_onnx, ivif_dir):
     assert install.returncode == 0, install.stderr[-2000:]
     no_torch = subprocess.run([str(python), "-c", "import torch"], capture_output=True, text=True)
     assert no_torch.returncode != 0
-    out = tmp_path / "fused.png"
-    result = subprocess.run(
-        [str(env_dir / "bin" / "sage-edge"), "fuse", str(ivif_dir / "TNO/ir/07.png"), str(ivif_dir / "TNO/vis/07.png"),
-         "-o", str(out), "--model", str(official_onnx)],
-        capture_output=True, text=True, timeout=300, cwd=tmp_path, env={**os.environ, "PYTHONPATH": ""},
-    )
-    assert result.returncode == 0, result.stderr
     import cv2
 
-    fused = cv2.imread(str(out), cv2.IMREAD_UNCHANGED)
-    assert fused.shape == (256, 256)  # TNO visible is grey -> grey output
+    env = {**os.environ, "PYTHONPATH": ""}
+    for model_args, pair, shape in (
+        ([], "M3FD/{}/00000.png", (768, 1024, 3)),  # the bundled default, exactly as README runs it
+        (["--model", str(official_onnx)], "TNO/{}/07.png", (256, 256)),  # TNO visible is grey -> grey output
+    ):
+        out = tmp_path / "fused.png"
+        result = subprocess.run(
+            [str(env_dir / "bin" / "sage-edge"), "fuse", str(ivif_dir / pair.format("ir")),
+             str(ivif_dir / pair.format("vis")), "-o", str(out), *model_args],
+            capture_output=True, text=True, timeout=300, cwd=tmp_path, env=env,
+        )
+        assert result.returncode == 0, result.stderr
+        assert cv2.imread(str(out), cv2.IMREAD_UNCHANGED).shape == shape
