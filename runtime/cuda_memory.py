@@ -139,6 +139,18 @@ class CudaContext:
     def synchronize(self) -> None:
         self.stream.synchronize()
 
+    def event(self) -> Any:
+        """A CUDA event for timing work on this stream (pycuda ``Event``; record it with ``record``)."""
+        return self.cuda.Event()
+
+    def record(self, event: Any) -> None:
+        event.record(self.stream)
+
+    @staticmethod
+    def elapsed_ms(start: Any, end: Any) -> float:
+        """GPU time between two recorded events; valid after the stream is synchronized."""
+        return float(end.time_since(start))
+
     def close(self) -> None:
         if self._closed:
             return

@@ -10,6 +10,9 @@ Behind the same ``Backend`` interface as ONNX Runtime, so ``Fuser``, ``sage-edge
 * Per frame: asynchronous H2D -> ``execute_async_v3`` -> D2H on one stream, then one sync.
 * ``set_input_shape`` whenever the frame size changes (buffers are re-allocated only
   then); a frame outside the engine's optimization profile is a one-line error.
+* ``last_stage_times()`` gives the GPU time of the last frame's H2D copy, inference and D2H
+  copy, measured with CUDA events on the stream (``sage-edge bench`` reads it);
+  ``device_memory_bytes()`` the device memory held by the I/O buffers.
 * ``cuda_graph=True`` captures the enqueue in a CUDA graph once a shape repeats (fixed-size
   cameras), and replays it.
 * The engine's ``.json`` sidecar (written by ``build-engine``) must match the running
@@ -54,6 +57,8 @@ class TensorRTBackend(Backend):
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._graph: Any = None
         self._graph_shapes: dict[str, tuple[int, ...]] | None = None
+        self._events: list[Any] = []
+        self._last_stage_ms: dict[str, float] = {}
         self.sidecar: dict[str, Any] | None = None
         try:
             self._call(self._open, device, zero_copy, check_sidecar)
@@ -85,6 +90,7 @@ class TensorRTBackend(Backend):
             engine_sidecar.check_compatible(self.model_path, self.sidecar, trt.__version__, info.name,
                                             info.compute_capability)
         self._ctx = cuda_memory.CudaContext(device, zero_copy)
+        self._events = [self._ctx.event() for _ in range(4)]  # before H2D, after H2D, after enqueue, after D2H
         self._engine = tensorrt_api.TensorRTEngine(
             self.model_path.read_bytes(), trt,
             allow_host_code=bool(self.sidecar and self.sidecar.get("version_compatible")), source=self.model_path)
@@ -154,9 +160,12 @@ class TensorRTBackend(Backend):
         if first_run_of_shape:
             self._prepare(shapes)
         for t in self._inputs:
-            buffer = self._buffers[t.name]
-            np.copyto(buffer.host, arrays[t.name])
-            self._ctx.upload(buffer)
+            np.copyto(self._buffers[t.name].host, arrays[t.name])
+        before_h2d, after_h2d, after_infer, after_d2h = self._events
+        self._ctx.record(before_h2d)
+        for t in self._inputs:
+            self._ctx.upload(self._buffers[t.name])
+        self._ctx.record(after_h2d)
         if self.cuda_graph and not first_run_of_shape:
             # TensorRT needs one plain enqueue after a shape change before capture (done on the first run).
             if self._graph is None:
@@ -165,9 +174,17 @@ class TensorRTBackend(Backend):
             self._graph.launch()
         else:
             self._enqueue()
+        self._ctx.record(after_infer)
         for t in self._outputs:
             self._ctx.download(self._buffers[t.name])
+        self._ctx.record(after_d2h)
         self._ctx.synchronize()
+        elapsed = self._ctx.elapsed_ms
+        self._last_stage_ms = {
+            "h2d_ms": elapsed(before_h2d, after_h2d),
+            "inference_ms": elapsed(after_h2d, after_infer),
+            "d2h_ms": elapsed(after_infer, after_d2h),
+        }
         return {t.name: self._buffers[t.name].host.copy() for t in self._outputs}
 
     def _close(self) -> None:
@@ -201,6 +218,14 @@ class TensorRTBackend(Backend):
 
     def describe(self) -> str:
         return getattr(self, "_describe", "tensorrt")
+
+    def last_stage_times(self) -> dict[str, float]:
+        """GPU milliseconds of the last ``infer``: {"h2d_ms", "inference_ms", "d2h_ms"} (CUDA events)."""
+        return dict(self._last_stage_ms)
+
+    def device_memory_bytes(self) -> int:
+        """Device memory held by the I/O buffers (mapped zero-copy buffers count: they are GPU-visible)."""
+        return sum(int(b.host.nbytes) for b in self._buffers.values())
 
     def close(self) -> None:
         if self._closed:

@@ -122,6 +122,24 @@ def test_zero_copy_on_integrated_gpu_else_pinned_copies(integrated, doubles, tmp
         assert len(_log(cuda, "mem_alloc")) == 4 and len(_log(cuda, "htod")) == 2 and len(_log(cuda, "dtoh")) == 2
 
 
+def test_stage_times_come_from_cuda_events_around_each_stage(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    trt, cuda = doubles("10.3.0", gpu={"integrated": False})
+    engine = build(tmp_path)
+    ir, vis = pair(64, 80)
+    with TensorRTBackend(engine) as backend:
+        assert backend.last_stage_times() == {}
+        cuda.LOG.clear()
+        backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+        order = [name for name, _ in cuda.LOG if name in ("event_record", "htod", "dtoh", "synchronize")]
+        assert order == ["event_record", "htod", "htod", "event_record", "event_record", "dtoh", "dtoh",
+                         "event_record", "synchronize"]
+        # The double's clock advances 0.25 ms per record: each stage spans exactly one step.
+        assert backend.last_stage_times() == {"h2d_ms": 0.25, "inference_ms": 0.25, "d2h_ms": 0.25}
+        assert backend.device_memory_bytes() == 2 * (64 * 80 * 1 + 64 * 80 * 3)  # ir + vis + fused + fused_y
+
+
 def test_buffers_follow_shape_changes(doubles, tmp_path):
     from sage_edge.runtime.tensorrt_backend import TensorRTBackend
 

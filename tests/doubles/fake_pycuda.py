@@ -212,6 +212,35 @@ class Stream:
         LOG.append(("synchronize", self.handle))
 
 
+class Event:
+    """pycuda.driver.Event: ``record(stream)``, ``synchronize()``, ``end.time_since(start)`` in ms.
+
+    The double's clock advances 0.25 ms per recorded event, so elapsed times are deterministic.
+    """
+
+    clock_ms = [0.0]
+
+    def __init__(self, flags: int = 0) -> None:
+        _require_context("cuEventCreate")
+        self.time_ms: float | None = None
+
+    def record(self, stream: "Stream | None" = None) -> "Event":
+        _require_context("cuEventRecord")
+        Event.clock_ms[0] += 0.25
+        self.time_ms = Event.clock_ms[0]
+        LOG.append(("event_record", getattr(stream, "handle", 0)))
+        return self
+
+    def synchronize(self) -> "Event":
+        return self
+
+    def time_since(self, start: "Event") -> float:
+        _require_context("cuEventElapsedTime")
+        if self.time_ms is None or start.time_ms is None:
+            raise LogicError("cuEventElapsedTime failed: event not recorded")
+        return self.time_ms - start.time_ms
+
+
 def memcpy_htod_async(dest: Any, src: np.ndarray, stream: Stream | None = None) -> None:
     _require_context("cuMemcpyHtoDAsync")
     data = np.ascontiguousarray(src).tobytes()
