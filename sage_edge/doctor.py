@@ -11,11 +11,12 @@ import os
 import platform
 import re
 import shutil
-import subprocess
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
+
+from sage_edge.environment import run_command
 
 OK, MISSING, WARNING, INFO = "OK", "missing", "warning", "info"
 
@@ -49,16 +50,6 @@ def jetpack_for_l4t(l4t: str | None) -> str | None:
             return jetpack
     major = l4t.split(".")[0]
     return {"35": "5.x", "36": "6.x", "38": "7.x"}.get(major)
-
-
-def _run(*cmd: str, timeout: float = 5.0) -> str | None:
-    if shutil.which(cmd[0]) is None:
-        return None
-    try:
-        result = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return result.stdout if result.returncode == 0 else None
 
 
 def check_platform() -> list[Check]:
@@ -184,7 +175,7 @@ def check_cameras(dev_glob: str = "/dev/video*") -> list[Check]:
             name = name_file.read_text().strip()
         except OSError:
             name = "?"
-        formats = _run("v4l2-ctl", "--list-formats", "-d", dev)
+        formats = run_command("v4l2-ctl", "--list-formats", "-d", dev)
         fourccs = re.findall(r"'(\w{3,4})'", formats or "")
         detail = f"{dev} {name}: " + (", ".join(dict.fromkeys(fourccs)) if fourccs else
                                        "formats unknown" if formats is None else "no capture formats (metadata node)")

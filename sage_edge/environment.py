@@ -37,7 +37,8 @@ def _read(path: str | Path) -> str | None:
         return None
 
 
-def _run(*cmd: str, timeout: float = 5.0) -> str | None:
+def run_command(*cmd: str, timeout: float = 5.0) -> str | None:
+    """stdout (stripped) of an optional system command; None when it is absent, fails or hangs."""
     if shutil.which(cmd[0]) is None:
         return None
     try:
@@ -119,7 +120,7 @@ def jetson_record() -> dict[str, Any] | None:
     if release:
         match = re.search(r"R(\d+) \(release\), REVISION: ([0-9.]+)", release)
         l4t = f"{match.group(1)}.{match.group(2)}" if match else release.splitlines()[0]
-    nvp = _run("nvpmodel", "-q")
+    nvp = run_command("nvpmodel", "-q")
     mode = None
     if nvp:
         match = re.search(r"NV Power Mode:\s*(\S+)", nvp)
@@ -135,7 +136,7 @@ def jetson_record() -> dict[str, Any] | None:
 
 def gpu_record() -> dict[str, Any]:
     out: dict[str, Any] = {"name": None, "driver": None, "tensorrt": None, "cuda": None}
-    smi = _run("nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader")
+    smi = run_command("nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader")
     if smi:
         name, _, driver = smi.splitlines()[0].partition(",")
         out["name"], out["driver"] = name.strip(), driver.strip() or None
@@ -185,17 +186,16 @@ def ort_providers() -> list[str]:
 
 
 def sidecar(model_path: str | os.PathLike | None) -> dict[str, Any] | None:
-    """The engine's sidecar metadata: ``<engine>.json`` beside it (``model.engine.json``, or ``model.json``)."""
-    if model_path is None:
+    """The engine's ``<engine>.json`` sidecar (see runtime/engine_sidecar.py); an unreadable one is noted, not raised."""
+    if model_path is None or Path(model_path).suffix.lower() not in (".engine", ".plan", ".trt"):
         return None
-    path = Path(model_path)
-    for candidate in (path.with_name(path.name + ".json"), path.with_suffix(".json")):
-        if candidate.is_file() and candidate != path:
-            try:
-                return json.loads(candidate.read_text())
-            except (OSError, ValueError):
-                return {"error": f"unreadable sidecar {candidate.name}"}
-    return None
+    from sage_edge.errors import SageEdgeError
+    from sage_edge.runtime.engine_sidecar import read_sidecar
+
+    try:
+        return read_sidecar(model_path)
+    except SageEdgeError as exc:
+        return {"error": str(exc)}
 
 
 def record() -> dict[str, Any]:
