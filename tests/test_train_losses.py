@@ -127,6 +127,10 @@ def test_cs_with_truncated_sam_encoder_gives_gradients_to_fused_only():
     assert all(p.grad is None and not p.requires_grad for p in phi.parameters())
 
 
+def _f(t) -> float:
+    return float(t.detach()) if isinstance(t, torch.Tensor) else float(t)
+
+
 def test_student_and_teacher_totals():
     y, ir = _edges(16, 16)
     torch.manual_seed(0)
@@ -135,20 +139,20 @@ def test_student_and_teacher_totals():
     fs = [torch.randn(1, 32, 4, 4, requires_grad=True) for _ in range(5)]
     ft = [torch.randn(1, 32, 4, 4, requires_grad=True) for _ in range(5)]
     s = losses.student_loss(f, fs, t.detach(), [x.detach() for x in ft], y, ir)
-    assert float(s["cs"]) == 0.0  # no Φ: L_cs off
+    assert _f(s["cs"]) == 0.0  # no Φ: L_cs off
     expected = 3 * s["fuse"] + 3 * s["grad"] + s["cs"] + 0.3 * s["fea"]
-    assert float(s["total"].detach()) == pytest.approx(float(expected.detach()))
+    assert _f(s["total"].detach()) == pytest.approx(_f(expected.detach()))
 
     warm = losses.teacher_loss(t, ft, y, ir)
-    assert float(warm["student"]) == 0.0 and float(warm["fea"]) == 0.0
+    assert _f(warm["student"]) == 0.0 and _f(warm["fea"]) == 0.0
     base = warm["mse_vis"] + warm["mse_ir"] + 2 * warm["grad"]
-    assert float(warm["total"]) == pytest.approx(float(base))
+    assert _f(warm["total"]) == pytest.approx(_f(base))
 
     seg = torch.tensor(2.0)
     full = losses.teacher_loss(t, ft, y, ir, student=f, student_features=fs, segmentation=seg)
     reference = losses.student_loss(f.detach(), fs, t, ft, y, ir)["total"]
-    assert float(full["student"]) == pytest.approx(float(reference))
-    assert float(full["total"]) == pytest.approx(float(base + 0.3 * 2.0 + 0.1 * reference + 0.01 * full["fea"]))
+    assert _f(full["student"]) == pytest.approx(_f(reference))
+    assert _f(full["total"]) == pytest.approx(_f(base + 0.3 * 2.0 + 0.1 * reference + 0.01 * full["fea"]))
     full["total"].backward()
     assert t.grad is not None and all(x.grad is not None for x in ft)
     assert f.grad is None and all(x.grad is None for x in fs)  # no gradient to the student
