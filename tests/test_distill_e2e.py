@@ -266,3 +266,26 @@ def test_segmentation_guidance_is_pluggable(tmp_path):
 
     trainer.distill(trainer.replace(config, out=str(tmp_path / "without")))  # labels but no segmenter: off
     assert all(float(r["t_seg"]) == 0 for r in _rows(tmp_path / "without") if r["phase"] == "warmup")
+
+
+def test_init_student_starts_from_given_weights(tmp_path, ivif_dir):
+    import torch
+
+    from sage_edge.errors import SageEdgeError
+    from sage_edge.models.checkpoint import load_state_dict, save_student_safetensors
+    from sage_edge.models.student import StudentNet
+    from sage_edge.train import distill as trainer
+
+    data = _linked_dataset(tmp_path / "data", ivif_dir, count=1)
+    torch.manual_seed(123)
+    save_student_safetensors(StudentNet(), tmp_path / "init.safetensors")
+    config = trainer.make_config("smoke", data=str(data), masks="none", epochs=2, teacher_warmup_epochs=1,
+                                 steps_per_epoch=1, max_pairs=1, lr_student=0.0, progress=False,
+                                 init_student=str(tmp_path / "init.safetensors"), out=str(tmp_path / "run"))
+    out = load_state_dict(trainer.distill(config))
+    init = load_state_dict(tmp_path / "init.safetensors")
+    weights = [k for k in init if k.endswith("weight")]
+    assert all(torch.equal(out[k], init[k]) for k in weights)  # lr 0: the student is exactly its init
+    with pytest.raises(SageEdgeError):
+        trainer.distill(trainer.replace(config, init_student=str(tmp_path / "missing.safetensors"),
+                                        out=str(tmp_path / "run2")))

@@ -52,6 +52,7 @@ class DistillConfig:
     sam_checkpoint: str = ""  # SAM for Φ in L_cs ('' = L_cs off); 'tiny-random:SEED' is a test fixture
     sam_model_type: str = "vit_b"
     segmenter: str = ""  # TorchScript file or module:function ('' = segmentation guidance off)
+    init_student: str = ""  # start the student from these weights (zoo name or file; '' = random init)
     teacher_width: float = 1.0  # 1.0 = the published teacher
     crop_height: int = 192
     crop_width: int = 256
@@ -185,7 +186,13 @@ def distill(config: DistillConfig, resume: bool = False) -> Path:
                         drop_last=True, pin_memory=device.type == "cuda")
 
     # models: student, teacher, frozen Φ (truncated SAM encoder) and segmenter
-    student = StudentNet().to(device)
+    student = StudentNet()
+    if config.init_student and not resume:
+        from sage_edge.models.checkpoint import load_student
+        from sage_edge.zoo import resolve_model
+
+        student.load_state_dict(load_student(resolve_model(config.init_student, want="weights")).state_dict())
+    student = student.to(device)
     teacher = TeacherNet(config.teacher_width).to(device)
     phi = load_phi(config, device)
     segmenter = None

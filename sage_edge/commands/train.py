@@ -69,6 +69,7 @@ def train_masks_command(data: str, sam_checkpoint: str, model_type: str, cache: 
 @click.option("--model-type", default=None, type=click.Choice(["vit_b", "vit_l", "vit_h"]), help="SAM variant for L_cs.")
 @click.option("--masks", default=None, help="Mask cache [default: DATA/sam_masks]; 'none': whole-image masks.")
 @click.option("--segmenter", default=None, help="TorchScript file or module:function (RGB -> logits); needs labels/.")
+@click.option("--init-student", default=None, help="Start the student from these weights (zoo name or file).")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSON file of DistillConfig fields (over the preset).")
 @click.option("--preset", default="paper", show_default=True, type=click.Choice(["paper", "smoke"]))
@@ -78,7 +79,8 @@ def train_masks_command(data: str, sam_checkpoint: str, model_type: str, cache: 
 @click.option("--threads", default=None, type=int, help="torch CPU threads.")
 @click.option("--no-progress", is_flag=True)
 def train_distill_command(data: str, out: str, sam_checkpoint: str | None, model_type: str | None, masks: str | None,
-                          segmenter: str | None, config_file: str | None, preset: str, resume: bool,
+                          segmenter: str | None, init_student: str | None, config_file: str | None, preset: str,
+                          resume: bool,
                           teacher_warmup_epochs: int | None, epochs: int | None, threads: int | None,
                           no_progress: bool) -> None:
     """Distil a student with SAGE's teacher (bi-level alternation); works under torchrun."""
@@ -86,6 +88,7 @@ def train_distill_command(data: str, out: str, sam_checkpoint: str | None, model
 
     config = make_config(preset, config_file, data=data, out=out, sam_checkpoint=sam_checkpoint,
                          sam_model_type=model_type, masks=masks, segmenter=segmenter,
+                         init_student=init_student,
                          teacher_warmup_epochs=teacher_warmup_epochs, epochs=epochs, threads=threads,
                          progress=False if no_progress else None)
     path = distill(config, resume=resume)
