@@ -289,3 +289,19 @@ def test_init_student_starts_from_given_weights(tmp_path, ivif_dir):
     with pytest.raises(SageEdgeError):
         trainer.distill(trainer.replace(config, init_student=str(tmp_path / "missing.safetensors"),
                                         out=str(tmp_path / "run2")))
+
+
+def test_presets_and_config_files(tmp_path):
+    from sage_edge.errors import SageEdgeError
+    from sage_edge.train.distill import make_config
+
+    paper = make_config("paper")
+    assert (paper.lr_teacher, paper.lr_student, paper.lr_min) == (5e-4, 2e-3, 1e-5)
+    assert (paper.crop_height, paper.crop_width, paper.batch_size, paper.seed, paper.hflip) == (192, 256, 4, 2, True)
+    assert paper.teacher_width == 1.0
+    (tmp_path / "c.json").write_text(json.dumps({"epochs": 7, "teacher_width": 0.5}))
+    config = make_config("smoke", tmp_path / "c.json", teacher_warmup_epochs=3, epochs=None)
+    assert (config.epochs, config.teacher_width, config.teacher_warmup_epochs) == (7, 0.5, 3)  # preset < file < flags
+    (tmp_path / "bad.json").write_text(json.dumps({"epoch": 7}))
+    with pytest.raises(SageEdgeError, match="unknown config field"):
+        make_config("paper", tmp_path / "bad.json")
