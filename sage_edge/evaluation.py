@@ -31,7 +31,6 @@ from sage_edge.errors import SageEdgeError
 from sage_edge.imageio import read_ir, read_visible, write_image
 from sage_edge.metrics import (
     LOWER_IS_BETTER,
-    METRIC_NAMES,
     mean_metrics,
     metrics_from_levels,
     parse_metric_names,
@@ -174,11 +173,11 @@ def evaluate(
 
     ``data`` is a dataset folder (ir/ + vis/) or a root of dataset folders. ``limit`` keeps the
     first N pairs (by stem) of each dataset. Models are zoo names or files, opened with
-    ``open_backend(resolve_model(spec), backend)``; all are resolved before any work starts.
+    ``open_backend(resolve_model_for_backend(spec, backend), backend)``; all are resolved before any work starts.
     """
     from sage_edge.runtime.backend import open_backend
     from sage_edge.runtime.fuser import Fuser
-    from sage_edge.zoo import resolve_model
+    from sage_edge.zoo import resolve_model_for_backend
 
     names = parse_metric_names(metrics)
     if limit is not None and limit < 1:
@@ -189,7 +188,7 @@ def evaluate(
     if limit is not None:
         datasets = {name: pairs[:limit] for name, pairs in datasets.items()}
 
-    model_paths = [(spec, resolve_model(spec)) for spec in models]  # fail fast on unknown models
+    model_paths = [(spec, resolve_model_for_backend(spec, backend)) for spec in models]  # fail fast on unknown models
     methods: list[MethodInfo] = []
     fusers: list[FuseFn] = []
     engines = []

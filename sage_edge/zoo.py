@@ -93,6 +93,11 @@ def resolve_model(spec: str | os.PathLike, want: str = "any") -> Path:
     raise SageEdgeError(f"unknown model '{spec_str}': not a file, and not one of {', '.join(ZOO)}")
 
 
+def resolve_model_for_backend(spec: str | os.PathLike, backend: str) -> Path:
+    """The model file a backend can run: zoo names give weights for torch, ONNX otherwise."""
+    return resolve_model(spec, want="weights" if backend == "torch" else "any")
+
+
 def sha256_of(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:

@@ -41,3 +41,20 @@ def test_default_fuses_better_than_the_mean_rule(ivif_dir):
     ours_mean, baseline_mean = mean_metrics(ours), mean_metrics(baseline)
     for name in names:
         assert ours_mean[name] > baseline_mean[name], (name, ours_mean[name], baseline_mean[name])
+
+
+def test_zoo_name_on_torch_backend_runs_the_weights(tmp_path, ivif_dir):
+    """`--model default --backend torch` runs default.safetensors, and agrees with the bundled ONNX."""
+    pytest.importorskip("torch")
+    from click.testing import CliRunner
+
+    from sage_edge.cli import main
+
+    pair = [str(ivif_dir / "TNO/ir/19.png"), str(ivif_dir / "TNO/vis/19.png")]
+    for backend in ("torch", "onnxruntime"):
+        result = CliRunner().invoke(main, ["fuse", *pair, "-o", str(tmp_path / f"{backend}.png"), "--backend", backend])
+        assert result.exit_code == 0, result.stderr
+    import cv2
+
+    a, b = (cv2.imread(str(tmp_path / f"{n}.png"), cv2.IMREAD_UNCHANGED).astype(int) for n in ("torch", "onnxruntime"))
+    assert a.shape == b.shape and np.abs(a - b).max() <= 1

@@ -12,7 +12,7 @@ from sage_edge.imageio import check_writable_extension, read_ir, read_visible, w
 from sage_edge.pairs import resolve_pairs
 from sage_edge.runtime.backend import open_backend
 from sage_edge.runtime.fuser import Fuser
-from sage_edge.zoo import resolve_model
+from sage_edge.zoo import resolve_model_for_backend
 
 
 def load_pair(ir_path: Path, vis_path: Path, resize: bool):
@@ -49,7 +49,7 @@ def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, res
         ext = ext if ext.startswith(".") else f".{ext}"
         targets = [output / f"{pair.stem}{ext}" for pair in pairs]
         check_writable_extension(targets[0])
-    model_path = resolve_model(model)
+    model_path = resolve_model_for_backend(model, backend)
     with open_backend(model_path, backend) as engine:
         fuser = Fuser(engine)
         from tqdm import tqdm
