@@ -79,7 +79,7 @@ def test_zero_initialised_out_projection_makes_attention_an_identity_at_start():
         out, k_self, v_self, k_cross, v_cross = module(x, ctx, ctx)
     assert torch.equal(out, x)
     assert k_self.shape == (1, 9, 16) and k_cross.shape == (1, 9, 16)
-    assert float(module.proj_out.weight.abs().sum()) == 0.0
+    assert float(module.proj_out.weight.detach().abs().sum()) == 0.0
     # ...but the out projection does receive gradients, so attention starts learning at once
     out, *_ = module.train()(x, ctx, ctx)
     out.pow(2).sum().backward()
