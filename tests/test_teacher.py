@@ -104,6 +104,6 @@ def test_teacher_trains():
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     assert losses[-1] < losses[0]
     assert all(p.grad is not None for p in teacher.spa.parameters())  # every shared parameter is used
