@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import Callable
 
 import cv2
 import numpy as np
@@ -57,12 +58,14 @@ def cover_crop(images: list[np.ndarray], crop_hw: tuple[int, int],
     return [cv2.resize(im, size, interpolation=interpolation) for im in images]
 
 
-class RandomCropPairs(Dataset):
-    """Yields (vis_y, ir), each 1 x crop_h x crop_w, aligned crop and flip; ``samples_per_epoch`` draws."""
+class SeededAlignedCrops(Dataset):
+    """Deterministic random crops: draw ``index`` of epoch ``e`` always picks the same source, window and flip.
 
-    def __init__(self, pairs: list[LoadedPair], crop_hw: tuple[int, int], samples_per_epoch: int, seed: int = 0,
-                 hflip: bool = True) -> None:
-        self.planes = [cover_crop([p.vis_y, p.ir], crop_hw) for p in pairs]
+    Subclasses hold their sources (lists of same-size H x W[...] arrays) and call ``_draw``, which returns
+    the chosen source and a function cutting that window (flipped when drawn) out of any of its arrays.
+    """
+
+    def __init__(self, crop_hw: tuple[int, int], samples_per_epoch: int, seed: int, hflip: bool) -> None:
         self.crop_hw = crop_hw
         self.samples_per_epoch = samples_per_epoch
         self.seed = seed
@@ -75,16 +78,32 @@ class RandomCropPairs(Dataset):
     def __len__(self) -> int:
         return self.samples_per_epoch
 
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _draw(self, index: int, sources: list, height_width: Callable[[object], tuple[int, int]]):
         rng = np.random.default_rng((self.seed, self.epoch, index))
-        planes = self.planes[rng.integers(len(self.planes))]
-        h, w = planes[0].shape
+        source = sources[rng.integers(len(sources))]
+        h, w = height_width(source)
         ch, cw = self.crop_hw
         top, left = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
-        crops = [p[top : top + ch, left : left + cw] for p in planes]
-        if self.hflip and rng.random() < 0.5:
-            crops = [c[:, ::-1] for c in crops]
-        return tuple(torch.from_numpy(np.ascontiguousarray(c))[None] for c in crops)  # type: ignore[return-value]
+        flip = self.hflip and rng.random() < 0.5
+
+        def cut(array: np.ndarray) -> np.ndarray:
+            window = array[top : top + ch, left : left + cw]
+            return np.ascontiguousarray(window[:, ::-1] if flip else window)
+
+        return source, cut
+
+
+class RandomCropPairs(SeededAlignedCrops):
+    """Yields (vis_y, ir), each 1 x crop_h x crop_w, aligned crop and flip; ``samples_per_epoch`` draws."""
+
+    def __init__(self, pairs: list[LoadedPair], crop_hw: tuple[int, int], samples_per_epoch: int, seed: int = 0,
+                 hflip: bool = True) -> None:
+        super().__init__(crop_hw, samples_per_epoch, seed, hflip)
+        self.planes = [cover_crop([p.vis_y, p.ir], crop_hw) for p in pairs]
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        planes, cut = self._draw(index, self.planes, lambda planes: planes[0].shape)
+        return tuple(torch.from_numpy(cut(p))[None] for p in planes)  # type: ignore[return-value]
 
 
 # --- distillation samples: pairs + SAM masks (+ optional labels) --------------------------------
@@ -136,7 +155,7 @@ def load_distill_items(data_dir: str | os.PathLike, mask_cache: str | os.PathLik
     return items
 
 
-class RandomCropDistill(Dataset):
+class RandomCropDistill(SeededAlignedCrops):
     """Aligned random crops + flip of Y, IR, Cr, Cb, both mask stacks and the label; a dict per sample.
 
     Keys: vis_y, ir, cr, cb (1 x h x w float [0, 1]), masks_vis, masks_ir (4 x h x w float {0, 1}),
@@ -145,6 +164,7 @@ class RandomCropDistill(Dataset):
 
     def __init__(self, items: list[DistillItem], crop_hw: tuple[int, int], samples_per_epoch: int, seed: int = 0,
                  hflip: bool = True) -> None:
+        super().__init__(crop_hw, samples_per_epoch, seed, hflip)
         self.items = []
         for item in items:
             _, cr, cb = colour.ycrcb_from_bgr_image(item.pair.vis_bgr)
@@ -155,27 +175,10 @@ class RandomCropDistill(Dataset):
                                   np.ascontiguousarray(item.masks_ir.transpose(1, 2, 0)),
                                   label.astype(np.int32)], crop_hw, interpolation=cv2.INTER_NEAREST)
             self.items.append((planes, nearest))
-        self.crop_hw = crop_hw
-        self.samples_per_epoch = samples_per_epoch
-        self.seed = seed
-        self.hflip = hflip
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return self.samples_per_epoch
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
-        rng = np.random.default_rng((self.seed, self.epoch, index))
-        planes, nearest = self.items[rng.integers(len(self.items))]
-        h, w = planes[0].shape
-        ch, cw = self.crop_hw
-        top, left = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
-        flip = self.hflip and rng.random() < 0.5
-        cut = lambda a: a[top : top + ch, left : left + cw][:, ::-1] if flip else a[top : top + ch, left : left + cw]  # noqa: E731
-        t = lambda a: torch.from_numpy(np.ascontiguousarray(a))  # noqa: E731
+        (planes, nearest), cut = self._draw(index, self.items, lambda item: item[0][0].shape)
+        t = torch.from_numpy
         vis_y, ir, cr, cb = (t(cut(p))[None] for p in planes)
         masks_vis, masks_ir, label = (cut(a) for a in nearest)
         return {"vis_y": vis_y, "ir": ir, "cr": cr, "cb": cb,
