@@ -110,6 +110,15 @@ def _to_pil_image(array):
     return Image.fromarray(array)
 
 
+def _restore_modules(saved: dict[str, types.ModuleType | None]) -> None:
+    """Put ``sys.modules`` entries back as they were (None: the name was absent)."""
+    for name, module in saved.items():
+        if module is None:
+            sys.modules.pop(name, None)
+        else:
+            sys.modules[name] = module
+
+
 @contextlib.contextmanager
 def _torchvision_stand_in():
     names = ["torchvision", "torchvision.ops", "torchvision.ops.boxes", "torchvision.transforms",
@@ -124,11 +133,7 @@ def _torchvision_stand_in():
     try:
         yield
     finally:
-        for n, m in saved.items():
-            if m is None:
-                sys.modules.pop(n, None)
-            else:
-                sys.modules[n] = m
+        _restore_modules(saved)
 
 
 # --- loading segment_anything -----------------------------------------------------------------------
@@ -192,11 +197,7 @@ def segment_anything_modules(force_cpu_shim: bool = False) -> types.SimpleNamesp
                 _load(f"{private}.predictor", root / "predictor.py")
                 amg_mod = _load(f"{private}.automatic_mask_generator", root / "automatic_mask_generator.py")
         finally:
-            for n, m in saved.items():
-                if m is None:
-                    sys.modules.pop(n, None)
-                else:
-                    sys.modules[n] = m
+            _restore_modules(saved)
     return types.SimpleNamespace(modeling=modeling, build_sam=build_mod, automatic_mask_generator=amg_mod,
                                  source="modeling files without torchvision (pure-torch batched_nms, PIL resize)")
 
