@@ -73,6 +73,31 @@ def synthetic_pair() -> tuple[np.ndarray, np.ndarray]:
     return make(96, 128, seed=1)
 
 
+@pytest.fixture(scope="module")
+def torch_one_thread():
+    """Small tensors on a 2-core machine: one torch thread avoids oversubscription (3-4x faster here)."""
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+# Test doubles of tensorrt/pycuda (tests/doubles/) are imported as top-level modules.
+sys.path.insert(0, str(Path(__file__).parent / "doubles"))
+
+
+@pytest.fixture()
+def doubles(monkeypatch):
+    """``doubles(version, gpu=None, **options)`` installs the TensorRT/pycuda TEST DOUBLES into sys.modules."""
+    import install as doubles_install  # tests/doubles/install.py
+
+    def install(version: str, gpu: dict | None = None, **options):
+        return doubles_install.install(monkeypatch, version, gpu, **options)
+
+    return install
+
+
 def run_cli(*args: str, env: dict[str, str] | None = None, cwd: Path | None = None, timeout: float = 300):
     """Run ``sage-edge`` in a subprocess, as a user would; returns CompletedProcess (text)."""
     import subprocess

@@ -9,7 +9,6 @@ import pytest
 
 from conftest import run_cli
 
-sys.path.insert(0, str(Path(__file__).parent / "doubles"))
 import install as doubles_install  # noqa: E402
 
 

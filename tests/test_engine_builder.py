@@ -13,8 +13,6 @@ from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "doubles"))
-import install as doubles_install  # noqa: E402  (tests/doubles/install.py)
 import tiny_models  # noqa: E402
 
 from conftest import run_cli  # noqa: E402
@@ -23,11 +21,6 @@ from sage_edge.errors import SageEdgeError  # noqa: E402
 VERSIONS = ["8.6.2", "10.3.0", "11.0.0"]
 
 
-@pytest.fixture()
-def doubles(monkeypatch):
-    def install(version: str, gpu: dict | None = None, **options):
-        return doubles_install.install(monkeypatch, version, gpu, **options)
-    return install
 
 
 @pytest.fixture()

@@ -10,7 +10,6 @@ import pytest
 
 from conftest import run_cli
 
-sys.path.insert(0, str(Path(__file__).parent / "doubles"))
 import tiny_models  # noqa: E402
 
 

@@ -10,13 +10,7 @@ from sage_edge.models.student import StudentNet
 from sage_edge.train.teacher import HEADS, POOL, SPAttention, TeacherNet, parameter_count
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small tensors on a shared 2-core machine: one thread avoids oversubscription."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("torch_one_thread")
 
 
 def _inputs(h=40, w=56, seed=0):

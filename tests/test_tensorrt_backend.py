@@ -13,8 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-sys.path.insert(0, str(Path(__file__).parent / "doubles"))
-import install as doubles_install  # noqa: E402
 import tiny_models  # noqa: E402
 
 from sage_edge.errors import SageEdgeError  # noqa: E402
@@ -22,11 +20,6 @@ from sage_edge.errors import SageEdgeError  # noqa: E402
 VERSIONS = ["8.6.2", "10.3.0", "11.0.0"]
 
 
-@pytest.fixture()
-def doubles(monkeypatch):
-    def install(version: str, gpu: dict | None = None, **options):
-        return doubles_install.install(monkeypatch, version, gpu, **options)
-    return install
 
 
 def build(tmp_path: Path, kind: str = "uint8", name: str = "model.engine", **options) -> Path:
