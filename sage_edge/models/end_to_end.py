@@ -35,8 +35,11 @@ class EndToEndFusion(nn.Module):
         self.student = student
 
     def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        ir_levels = ir.permute(0, 3, 1, 2).float()  # N x 1 x H x W
-        vis_levels = vis.permute(0, 3, 1, 2).float()  # N x 3 x H x W (B, G, R)
+        # Cast before anything else: TensorRT's ONNX parser accepts uint8 only on graph inputs that feed a
+        # Cast directly (onnx-tensorrt 8.6-GA onward, ModelImporter.cpp, "TensorRT does not support UINT8
+        # types for intermediate tensors"), so the uint8 inputs must not meet a Transpose first.
+        ir_levels = ir.float().permute(0, 3, 1, 2)  # N x 1 x H x W
+        vis_levels = vis.float().permute(0, 3, 1, 2)  # N x 3 x H x W (B, G, R)
         b, g, r = vis_levels[:, 0:1], vis_levels[:, 1:2], vis_levels[:, 2:3]
         y, cr, cb = colour.bgr_to_ycrcb(b, g, r, floor=torch.floor)
         fused_y = self.student(colour.to_unit(y), colour.to_unit(ir_levels))[0]
