@@ -232,6 +232,7 @@ class TensorRTBackend(Backend):
             if self._ctx is not None:
                 with self._ctx.active():
                     try:
+                        self._ctx.synchronize()  # nothing still queued on the buffers freed below
                         self._drop_graph()
                     finally:
                         for buffer in self._buffers.values():

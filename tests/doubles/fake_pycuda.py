@@ -375,6 +375,18 @@ def memcpy_dtoh_async(dest: np.ndarray, src: Any, stream: Stream | None = None) 
     (stream.enqueue("dtoh", copy) if stream is not None else copy())
 
 
+def memcpy_dtod_async(dest: Any, src: Any, size: int, stream: Stream | None = None) -> None:
+    # wrap_cudadrv.cpp memcpy_dtod_async(dest, src, size, stream): cuMemcpyDtoDAsync
+    _require_context("cuMemcpyDtoDAsync")
+    target, source, n = int(dest), int(src), int(size)
+
+    def copy() -> None:
+        MEMORY[target][:n] = bytes(MEMORY[source][:n])
+
+    LOG.append(("dtod", (target, source, n)))
+    (stream.enqueue("dtod", copy) if stream is not None else copy())
+
+
 # -- device memory access for the TensorRT double ---------------------------------------------
 def read_device(address: int, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
     dtype = np.dtype(dtype)
