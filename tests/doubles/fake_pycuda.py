@@ -519,8 +519,12 @@ def modules() -> dict[str, types.ModuleType]:
     """``{"pycuda": ..., "pycuda.driver": ...}`` to put in sys.modules."""
     import sys
 
+    from importlib.machinery import ModuleSpec
+
     driver = sys.modules[__name__]
     package = types.ModuleType("pycuda")
+    package.__spec__ = ModuleSpec("pycuda", None, is_package=True)  # importlib.util.find_spec works, as installed
+    driver.__spec__ = ModuleSpec("pycuda.driver", None)
     package.driver = driver  # type: ignore[attr-defined]
     package.__path__ = []  # type: ignore[attr-defined]
     package.VERSION = (2026, 1)  # type: ignore[attr-defined]

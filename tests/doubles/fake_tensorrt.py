@@ -102,7 +102,10 @@ def make(version: str, num_dla_cores: int = 2, dla_unsupported_ops: tuple[str, .
     release = release_of(version)
     api = API[release]
     classes = {name: set(names) for name, names in api["classes"].items()}
+    from importlib.machinery import ModuleSpec
+
     trt = types.ModuleType("tensorrt")
+    trt.__spec__ = ModuleSpec("tensorrt", None)  # importlib.util.find_spec works, as for the installed module
     trt.__version__ = version
     trt.CALLS = []  # (api, detail): what sage-edge called, for the tests
     trt.LOG = []  # (severity, message): what TensorRT would have logged
