@@ -525,3 +525,25 @@ def test_no_tensorrt_one_line_error(tmp_path, models):
     assert result.returncode != 0 and len(lines) == 1 and "Traceback" not in result.stderr
     assert "python3-libnvinfer" in lines[0] and "pip install tensorrt" in lines[0]
     assert not (tmp_path / "x.engine").exists()
+
+
+@pytest.mark.parametrize("version, at", [("8.5.2", "build"), ("8.6.2", "parse"), ("10.3.0", "parse"),
+                                         ("11.0.0", "parse")])
+def test_uint8_input_feeding_anything_but_a_cast_is_refused(version, at, doubles, tmp_path):
+    """uint8 input -> Identity -> uint8 output: the pattern tiny_models.uint8_model had before (review C1)."""
+    from onnx import TensorProto, helper
+
+    trt, _ = doubles(version)
+    graph = helper.make_graph([helper.make_node("Identity", ["vis"], ["fused"], name="/Identity")], "identity",
+                              [helper.make_tensor_value_info("vis", TensorProto.UINT8, [1, 8, 8, 3])],
+                              [helper.make_tensor_value_info("fused", TensorProto.UINT8, [1, 8, 8, 3])])
+    model = tiny_models._save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]),
+                              tmp_path / "identity.onnx")
+    builder = trt.Builder(trt.Logger())
+    network = builder.create_network(1 if version.startswith("8.") else 0)  # EXPLICIT_BATCH before 10
+    parser = trt.OnnxParser(network, trt.Logger())
+    parsed = parser.parse(model.read_bytes(), "identity.onnx")
+    if at == "parse":
+        assert not parsed and "must feed only Cast" in parser.get_error(0).desc()
+    else:
+        assert parsed and builder.build_serialized_network(network, builder.create_builder_config()) is None

@@ -390,6 +390,14 @@ def make(version: str, num_dla_cores: int = 2, dla_unsupported_ops: tuple[str, .
                     if v >= (8, 6, 0) and out.dtype == DataType.UINT8 and out.name not in graph_outputs:
                         return self._fail(index, node.name, node.op_type,
                                           "TensorRT does not support UINT8 types for intermediate tensors!")
+                # 8.6+: a UINT8 network input may feed Casts only (NVIDIA on NVIDIA/TensorRT#3985: "All UINT8 inputs
+                # must directly feed into a cast layer"; include/NvInferRuntimeBase.h 8.6/10.3/11.0 DataType::kUINT8).
+                # The real parser may let e.g. uint8 -> Identity -> uint8 output through to the builder; refusing
+                # it here is the stricter reading. (8.5-GA parses it; the builder rule below refuses it.)
+                if v >= (8, 6, 0) and node.op_type != "Cast" and any(
+                        t is not None and t.dtype == DataType.UINT8 and t in net._inputs for t in ins):
+                    return self._fail(index, node.name, node.op_type,
+                                      "UINT8 network inputs must feed only Cast layers")
             for value in proto.graph.output:
                 dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
                 source = tensors[value.name]
