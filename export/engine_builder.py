@@ -232,15 +232,14 @@ def _onnx_io_kind(names_in: list[str], names_out: list[str], source: Path) -> st
 
 
 def _onnx_facts(path: Path) -> dict[str, Any] | None:
-    """Facts from the ONNX itself when the onnx package is installed (it is optional on a Jetson)."""
+    """Facts from the ONNX itself when the onnx package is installed (it is optional on a Jetson): whether
+    quantization or AutoCast must run before parsing. The parsed network has the final word (network_precision)."""
     try:
         import onnx
     except ImportError:
         return None
     model = onnx.load(str(path), load_external_data=False)
-    elem = {i.name: i.type.tensor_type.elem_type for i in list(model.graph.input) + list(model.graph.output)}
     return {
-        "uint8_io": any(t == onnx.TensorProto.UINT8 for t in elem.values()),
         "qdq": any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node),
         "fp16": any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
         or any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
