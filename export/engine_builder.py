@@ -11,11 +11,20 @@ How precision is chosen, by TensorRT release:
     uint8 end-to-end graph, the colour maths is pinned to FP32
     (``OBEY_PRECISION_CONSTRAINTS``): its values exceed FP16's range.
   * 11.x (JetPack 7.2.2+): the FP16/INT8 builder flags are gone (deprecated in 10.12). The
-    network is created ``STRONGLY_TYPED`` and takes its precision from the ONNX: an FP16
-    ONNX from ModelOpt AutoCast (``export --fp16``, done here when ModelOpt is installed)
-    or a Q/DQ ONNX from ModelOpt PTQ (``quantize``).
-UINT8 network I/O (the default end-to-end graph) needs TensorRT 8.6 or later; 8.5 gets a
-one-line error suggesting ``export --io float``.
+    network is strongly typed and takes its precision from the ONNX: an FP16 ONNX from
+    ModelOpt AutoCast (``export --fp16``, done here when ModelOpt is installed) or a Q/DQ
+    ONNX from ModelOpt PTQ (``quantize``).
+The precision recorded (sidecar, cache key, report) is what the parsed network really holds:
+Quantize/Dequantize layers for INT8, HALF tensors for FP16 on 11. ``--int8`` without Q/DQ
+layers, and ``--fp16`` on 11 without FP16 tensors, are refused instead of building an FP32
+engine under another name. FP32 engines are built with TF32 off (``BuilderFlag.TF32`` is on by
+default on Ampere and later), so "fp32" means FP32: the reference every other precision is
+verified against.
+
+UINT8 network I/O (the default end-to-end graph) parses on every supported release (8.5 to
+11) when each uint8 input feeds only Casts and each uint8 output is made by a Cast
+(onnx-tensorrt 8.5-GA maps UINT8 and casts it to/from FLOAT/HALF; 8.6-GA onward refuses uint8
+intermediates in ModelImporter.cpp).
 
 The engine is written atomically with a ``.json`` sidecar (``sage_edge.runtime.engine_sidecar``).
 ``cache_dir`` names engines like jetson-inference does (model + TensorRT version + device +
@@ -35,7 +44,8 @@ from typing import Any, Callable
 from sage_edge.atomic import write_bytes_atomic
 from sage_edge.errors import SageEdgeError
 from sage_edge.runtime import engine_sidecar
-from sage_edge.runtime.tensorrt_api import check_supported, import_tensorrt, version_tuple
+from sage_edge.runtime.tensorrt_api import (check_supported, dla_unavailable_reason, import_tensorrt, shared_logger,
+                                            version_tuple)
 
 NETWORK_SCOPE = "/student/"  # the exporter's name scope of the network (everything else is colour maths)
 DEFAULT_MIN_SHAPE = (64, 64)
@@ -115,11 +125,6 @@ def uses_strong_typing(version: tuple[int, int, int]) -> bool:
     return version[0] >= 11
 
 
-def supports_uint8_io(version: tuple[int, int, int]) -> bool:
-    """UINT8 network inputs/outputs: TRT 8.6+ (not 8.5, JetPack 5.1)."""
-    return version >= (8, 6, 0)
-
-
 def supports_optimization_level(version: tuple[int, int, int]) -> bool:
     """IBuilderConfig.builder_optimization_level: TRT 8.6+."""
     return version >= (8, 6, 0)
@@ -143,13 +148,73 @@ def network_flags(trt: Any, version: tuple[int, int, int], strongly_typed: bool)
 
 # ----------------------------------------------------------------------------------------------
 def parse_hw(text: str, what: str) -> tuple[int, int]:
+    """``HxW`` (e.g. 480x640), or trtexec's spec ``name:dims[,name:dims]`` (e.g. ``ir:1x480x640x1,vis:1x480x640x3``
+    for the uint8 graph, ``vis_y:1x1x480x640,ir:1x1x480x640`` for the float graph): the frame height and width."""
+    text = str(text).strip()
+    if ":" in text:
+        return _parse_trtexec_shapes(text, what)
     try:
-        h, w = (int(v) for v in str(text).lower().split("x"))
+        h, w = (int(v) for v in text.lower().split("x"))
     except ValueError:
-        raise SageEdgeError(f"{what} '{text}': expected HxW, e.g. 480x640") from None
+        raise SageEdgeError(f"{what} '{text}': expected HxW, e.g. 480x640, or trtexec's "
+                            "name:dims, e.g. ir:1x480x640x1,vis:1x480x640x3") from None
     if h < 1 or w < 1:
         raise SageEdgeError(f"{what} '{text}': height and width must be positive")
     return h, w
+
+
+def _parse_trtexec_shapes(text: str, what: str) -> tuple[int, int]:
+    """trtexec's shape spec (samples/common/sampleOptions.cpp: ``spec ::= name":"shape[","spec]``, quotes allowed)."""
+    from sage_edge import io_contract
+
+    found = set()
+    for part in text.split(","):
+        name, _, dims_text = part.strip().rpartition(":")
+        name = name.strip().strip("'\"")
+        try:
+            dims = tuple(int(d) for d in dims_text.lower().split("x"))
+        except ValueError:
+            dims = ()
+        if not name or len(dims) != 4 or min(dims) < 1:
+            raise SageEdgeError(f"{what} '{text}': each entry must be name:NxHxWxC (uint8 graph) or name:NxCxHxW "
+                                "(float graph), e.g. ir:1x480x640x1")
+        nhwc = dims[3] in (1, 3) and dims[1] not in (1, 3)
+        nchw = dims[1] in (1, 3) and dims[3] not in (1, 3)
+        if name == io_contract.VIS or (name not in (io_contract.VIS_Y,) and nhwc and not nchw):
+            found.add((dims[1], dims[2]))
+        elif name == io_contract.VIS_Y or nchw:
+            found.add((dims[2], dims[3]))
+        else:
+            raise SageEdgeError(f"{what} '{text}': cannot tell the layout of {name}:{dims_text}; give HxW instead")
+    if len(found) != 1:
+        raise SageEdgeError(f"{what} '{text}': the inputs must share one height and width, got "
+                            + ", ".join(f"{h}x{w}" for h, w in sorted(found)))
+    return found.pop()
+
+
+_UNITS = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30}  # trtexec's base-2 suffixes (sampleOptions.cpp)
+
+
+def parse_workspace_mib(text: str | int) -> int:
+    """Workspace size in MiB from ``1024``, ``1024M``, ``2G`` or trtexec's ``workspace:1024M`` (default unit MiB)."""
+    spec = str(text).strip()
+    if ":" in spec:
+        pools = dict(p.strip().split(":", 1) for p in spec.split(",") if ":" in p)
+        if set(pools) != {"workspace"}:
+            raise SageEdgeError(f"--workspace '{text}': only the workspace pool can be set here "
+                                "(e.g. workspace:1024M)")
+        spec = pools["workspace"].strip()
+    unit = _UNITS.get(spec[-1:].upper(), None) if spec else None
+    number = spec[:-1] if unit else spec
+    try:
+        size = float(number) * (unit or _UNITS["M"])
+    except ValueError:
+        raise SageEdgeError(f"--workspace '{text}': expected MiB (1024), a size with a unit (1024M, 2G) or "
+                            "trtexec's workspace:1024M") from None
+    mib = int(size) >> 20
+    if mib < 1:
+        raise SageEdgeError("--workspace must be at least 1 MiB")
+    return mib
 
 
 def _sha256(path: Path) -> str:
@@ -167,15 +232,14 @@ def _onnx_io_kind(names_in: list[str], names_out: list[str], source: Path) -> st
 
 
 def _onnx_facts(path: Path) -> dict[str, Any] | None:
-    """Facts from the ONNX itself when the onnx package is installed (it is optional on a Jetson)."""
+    """Facts from the ONNX itself when the onnx package is installed (it is optional on a Jetson): whether
+    quantization or AutoCast must run before parsing. The parsed network has the final word (network_precision)."""
     try:
         import onnx
     except ImportError:
         return None
     model = onnx.load(str(path), load_external_data=False)
-    elem = {i.name: i.type.tensor_type.elem_type for i in list(model.graph.input) + list(model.graph.output)}
     return {
-        "uint8_io": any(t == onnx.TensorProto.UINT8 for t in elem.values()),
         "qdq": any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node),
         "fp16": any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
         or any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
@@ -191,12 +255,24 @@ def cache_key(onnx_sha256: str, trt_version: str, device: str, precision: str,
 
 
 def gpu_facts() -> dict[str, Any]:
-    """GPU name and compute capability (pycuda when present, else nvidia-smi / the device tree)."""
+    """GPU name and compute capability, as CUDA names them (``cuDeviceGetName``: what the runtime check compares).
+
+    pycuda when present, else libcuda through ctypes. Only without a usable libcuda does the name
+    come from nvidia-smi or the Jetson device tree; ``name_source`` records which, and the runtime
+    compares names only when both came from CUDA (review B4).
+    """
     try:
         from sage_edge.runtime.cuda_memory import device_info
 
         info = device_info(0)
-        return {"name": info.name, "compute_capability": info.compute_capability, "integrated": info.integrated}
+        return {"name": info.name, "compute_capability": info.compute_capability, "integrated": info.integrated,
+                "name_source": "cuda"}
+    except Exception:
+        pass
+    try:
+        from sage_edge.runtime.cuda_memory import driver_device_facts
+
+        return {**driver_device_facts(0), "name_source": "cuda"}
     except Exception:
         pass
     from sage_edge import environment
@@ -204,7 +280,29 @@ def gpu_facts() -> dict[str, Any]:
     gpu = environment.gpu_record()
     jetson = environment.jetson_record()
     name = gpu.get("name") or ((jetson or {}).get("module"))
-    return {"name": name, "compute_capability": None, "integrated": jetson is not None}
+    source = "nvidia-smi" if gpu.get("name") else ("device-tree" if name else None)
+    return {"name": name, "compute_capability": None, "integrated": jetson is not None, "name_source": source}
+
+
+def network_precision(trt: Any, network: Any) -> dict[str, bool]:
+    """What the parsed network really carries: {"qdq": Quantize/Dequantize layers, "fp16": HALF tensors}."""
+    qdq_types = {getattr(trt.LayerType, name) for name in ("QUANTIZE", "DEQUANTIZE") if hasattr(trt.LayerType, name)}
+    half = trt.DataType.HALF
+    fp16 = any(network.get_input(i).dtype == half for i in range(network.num_inputs))
+    qdq = False
+    for i in range(network.num_layers):
+        layer = network.get_layer(i)
+        qdq = qdq or layer.type in qdq_types
+        fp16 = fp16 or any(layer.get_output(j).dtype == half for j in range(layer.num_outputs))
+    return {"qdq": qdq, "fp16": fp16}
+
+
+def _layer_inputs(layer: Any) -> list[Any]:
+    return [t for t in (layer.get_input(k) for k in range(layer.num_inputs)) if t is not None]
+
+
+def _layer_outputs(layer: Any) -> list[Any]:
+    return [layer.get_output(j) for j in range(layer.num_outputs)]
 
 
 # ----------------------------------------------------------------------------------------------
@@ -236,6 +334,14 @@ class EngineBuilder:
             if o.min_shape and o.max_shape and o.min_shape != o.max_shape:
                 raise SageEdgeError("DLA needs static shapes: give one size (--opt-shape HxW) or export with "
                                     "--height/--width; --min-shape and --max-shape must equal it")
+            unavailable = dla_unavailable_reason(self.version)
+            if unavailable:
+                raise SageEdgeError(unavailable)
+            if o.int8 and self.version[0] < 10:
+                # TensorRT 8.x developer guide, "Working with DLA" (NVIDIA blog "TensorRT 和 DLA":
+                # "DLA不支持Explicit Quantization"): Q/DQ layers fall back to the GPU, and sage-edge's INT8 is Q/DQ only.
+                raise SageEdgeError(f"the DLA of TensorRT {self.trt.__version__} does not run explicit (Q/DQ) "
+                                    "quantization, the only INT8 sage-edge makes: use --fp16 with --dla-core")
         if o.gpu_fallback and o.dla_core is None:
             raise SageEdgeError("--gpu-fallback only applies with --dla-core")
         if o.builder_optimization_level is not None:
@@ -248,37 +354,81 @@ class EngineBuilder:
         if o.workspace_mib is not None and o.workspace_mib < 1:
             raise SageEdgeError("--workspace must be at least 1 MiB")
 
-    def _prepare_onnx(self, scratch: Path, facts: dict[str, Any] | None) -> tuple[Path, str, bool, list[str]]:
-        """(ONNX to parse, precision, strongly typed?, notes): quantize / AutoCast first where needed."""
+    def _prepare_onnx(self, scratch: Path, facts: dict[str, Any] | None) -> tuple[Path, list[str]]:
+        """(ONNX to parse, notes): quantize / AutoCast first when the onnx package shows it is needed.
+
+        Without onnx (usual on a Jetson) the parsed network is checked instead (``_settle_precision``).
+        """
         o = self.options
         notes: list[str] = []
         source = o.onnx
-        qdq = facts["qdq"] if facts else None
-        fp16_onnx = facts["fp16"] if facts else None
+        if o.int8 and facts is not None and not facts["qdq"]:
+            source = self._quantize(scratch, notes)
+        if uses_strong_typing(self.version) and o.fp16 and not o.int8 and facts is not None and not facts["fp16"]:
+            source = self._autocast(scratch, notes)
+        return source, notes
+
+    def _quantize(self, scratch: Path, notes: list[str]) -> Path:
+        o = self.options
+        if o.calib is None:
+            raise SageEdgeError(f"{o.onnx} has no Q/DQ nodes: give --calib DIR to quantize it first, or run "
+                                "`sage-edge quantize` (INT8 calibrators are deprecated since TensorRT 10.1)")
+        target = scratch / (o.onnx.stem + ".qdq.onnx")
+        self.echo(f"quantizing {o.onnx.name} to INT8 Q/DQ on {o.calib} (ModelOpt) ...")
+        self.prepare_int8(o.onnx, target, o.calib, o.calib_samples)
+        notes.append(f"quantized to {target.name} first (--int8 on an FP32 ONNX)")
+        return target
+
+    def _autocast(self, scratch: Path, notes: list[str]) -> Path:
+        o = self.options
+        target = scratch / (o.onnx.stem + ".fp16.onnx")
+        self.echo(f"TensorRT {self.trt.__version__} builds strongly typed: converting {o.onnx.name} to FP16 "
+                  "(ModelOpt AutoCast) ...")
+        self.prepare_fp16(o.onnx, target)
+        notes.append(f"converted to {target.name} first (TensorRT 11 takes FP16 from the ONNX)")
+        return target
+
+    def _settle_precision(self, builder: Any, scratch: Path, source: Path, network: Any, parser: Any,
+                          notes: list[str]) -> tuple[Path, Any, Any, str]:
+        """(source, network, parser, precision label) from what the parsed network really holds (review A3).
+
+        Converts first when the onnx package was not there to tell (--int8 with --calib, --fp16 on
+        TensorRT 11), and refuses a precision the network does not carry instead of mislabelling.
+        """
+        o, trt = self.options, self.trt
         strong = uses_strong_typing(self.version)
-        if o.int8 and qdq is False:
-            if o.calib is None:
-                raise SageEdgeError(f"{o.onnx} has no Q/DQ nodes: give --calib DIR to quantize it first, or run "
-                                    "`sage-edge quantize` (INT8 calibrators are deprecated since TensorRT 10.1)")
-            target = scratch / (o.onnx.stem + ".qdq.onnx")
-            self.echo(f"quantizing {o.onnx.name} to INT8 Q/DQ on {o.calib} (ModelOpt) ...")
-            self.prepare_int8(o.onnx, target, o.calib, o.calib_samples)
-            source, qdq = target, True
-            notes.append(f"quantized to {target.name} first (--int8 on an FP32 ONNX)")
-        if o.int8 and qdq is None:
-            notes.append("onnx is not installed, so Q/DQ nodes could not be checked; assuming a Q/DQ model")
-        if strong and o.fp16 and not o.int8 and fp16_onnx is False:
-            # TRT 11: no FP16 flag. The ONNX must carry FP16 itself.
-            target = scratch / (o.onnx.stem + ".fp16.onnx")
-            self.echo(f"TensorRT {self.trt.__version__} builds strongly typed: converting {o.onnx.name} to FP16 "
-                      "(ModelOpt AutoCast) ...")
-            self.prepare_fp16(o.onnx, target)
-            source = target
-            notes.append(f"converted to {target.name} first (TensorRT 11 takes FP16 from the ONNX)")
-        precision = "int8" if o.int8 else "fp16" if (o.fp16 or (strong and fp16_onnx)) else "fp32"
-        if o.int8 and o.fp16:
-            precision = "int8+fp16"
-        return source, precision, strong, notes
+        held = network_precision(trt, network)
+        if o.int8 and not held["qdq"] and source == o.onnx:
+            source = self._quantize(scratch, notes)
+            network, parser = self._parse(builder, source, strong)
+            held = network_precision(trt, network)
+        if strong and o.fp16 and not o.int8 and not held["fp16"] and source == o.onnx:
+            source = self._autocast(scratch, notes)
+            network, parser = self._parse(builder, source, strong)
+            held = network_precision(trt, network)
+        if o.int8 and not held["qdq"]:
+            raise SageEdgeError(f"{source.name}: --int8 needs a Q/DQ model and this network has no Quantize/Dequantize "
+                                "layers (TensorRT would build it without INT8 and no scales): quantize it with "
+                                "`sage-edge quantize`, or give --calib DIR")
+        if strong:
+            if o.fp16 and not o.int8 and not held["fp16"]:
+                raise SageEdgeError(f"{source.name}: TensorRT {trt.__version__} takes FP16 from the ONNX and this "
+                                    "network has no FP16 tensors: convert it with `sage-edge export --fp16` "
+                                    "(ModelOpt AutoCast) first, or build without --fp16")
+            parts = [name for name, present in (("int8", held["qdq"]), ("fp16", held["fp16"])) if present]
+            if o.int8 and o.fp16 and not held["fp16"]:
+                notes.append("no FP16 tensors in this Q/DQ model: its non-quantized layers run in FP32 "
+                             "(quantize with --high-precision fp16 for FP16 there)")
+            return source, network, parser, "+".join(parts) or "fp32"
+        if held["qdq"] and not o.int8:
+            # TensorRT 8.x/10.x developer guide, "Working with Quantized Types": "To enable any quantization
+            # operations, the INT8 flag must be set in the builder config."
+            raise SageEdgeError(f"{source.name} has Q/DQ (INT8) nodes: add --int8 (TensorRT {trt.__version__} "
+                                "needs the INT8 builder flag for them)")
+        if held["fp16"] and not o.fp16:
+            notes.append("the ONNX holds FP16 tensors: add --fp16 to let TensorRT run its layers in FP16")
+        parts = [name for name, wanted in (("int8", o.int8), ("fp16", o.fp16)) if wanted]
+        return source, network, parser, "+".join(parts) or "fp32"
 
     def _parse(self, builder: Any, source: Path, strong: bool) -> tuple[Any, Any]:
         trt = self.trt
@@ -287,9 +437,8 @@ class EngineBuilder:
         ok = parser.parse(source.read_bytes(), str(source))
         if not ok:
             lines = [self._parser_error_line(parser.get_error(i)) for i in range(parser.num_errors)]
-            joined = " ".join(lines)
-            if "UINT8" in joined.upper() and not supports_uint8_io(self.version):
-                raise BuildError(self._uint8_message(), lines)
+            if "UINT8" in " ".join(lines).upper():
+                raise BuildError(self._uint8_message(source), lines)
             raise BuildError(f"{source}: TensorRT's ONNX parser reported {len(lines)} error(s) (listed above)", lines)
         return network, parser
 
@@ -306,9 +455,10 @@ class EngineBuilder:
         code = getattr(err.code(), "name", str(err.code()))
         return f"parser error [{code}]{' ' + node if node else ''}: {err.desc()}"
 
-    def _uint8_message(self) -> str:
-        return (f"TensorRT {self.trt.__version__} cannot take uint8 network I/O (TensorRT 8.6+ can, JetPack 6+): "
-                "export the float graph instead: sage-edge export --io float -o model_float.onnx")
+    def _uint8_message(self, source: Path) -> str:
+        return (f"{source}: TensorRT {self.trt.__version__} refuses its uint8 tensors: uint8 is allowed only on graph "
+                "inputs that feed Casts and on graph outputs made by a Cast, never in between (onnx-tensorrt "
+                "ModelImporter.cpp); re-export it with this sage-edge (`sage-edge export`), or `--io float`")
 
     def _profile(self, builder: Any, network: Any, io_kind: str) -> tuple[Any, dict[str, dict[str, list[int]]] | None]:
         """One optimization profile for the H/W axes of every input, or None for a static network."""
@@ -333,27 +483,55 @@ class EngineBuilder:
         record: dict[str, dict[str, list[int]]] = {}
         for t in dynamic:
             shapes = [_with_hw(tuple(int(d) for d in t.shape), hw, io_kind) for hw in (low, opt, high)]
-            profile.set_shape(t.name, *shapes)
+            try:
+                profile.set_shape(t.name, *shapes)
+            except RuntimeError as exc:  # pyCore.cpp opt_profile_set_shape: setDimensions refused the shapes
+                raise SageEdgeError(f"TensorRT refused the profile for '{t.name}' ({exc}): {shapes}") from None
             record[t.name] = {"min": list(shapes[0]), "opt": list(shapes[1]), "max": list(shapes[2])}
         return profile, record
 
-    def _pin_colour_maths_fp32(self, network: Any) -> int:
-        """Weakly typed FP16 builds (TRT 8.5-10): keep layers outside the network scope in FP32."""
+    def _pin_colour_maths_fp32(self, network: Any) -> list[Any]:
+        """Weakly typed FP16 builds (TRT 8.5-10): keep the colour maths (layers outside the network scope) in FP32.
+
+        Pins only layers whose inputs and outputs are all FLOAT, never CAST, CONSTANT or SHAPE
+        layers (release/10.3 include/NvInfer.h ILayer::setPrecision: with OBEY_PRECISION_CONSTRAINTS
+        "build fails" when no implementation conforms; uint8 casts and shape arithmetic have none in
+        FP32). Layers TensorRT adds without a name (broadcast shuffles, "(Unnamed Layer* N)") belong to
+        the scope of the layers that consume them.
+        """
         trt = self.trt
-        scoped = [network.get_layer(i) for i in range(network.num_layers)]
-        if not any(layer.name.startswith(NETWORK_SCOPE) for layer in scoped):
-            return 0
-        pinned = 0
-        for layer in scoped:
+        layers = [network.get_layer(i) for i in range(network.num_layers)]
+        if not any(layer.name.startswith(NETWORK_SCOPE) for layer in layers):
+            return []
+        consumers: dict[str, list[Any]] = {}
+        for layer in layers:
+            for tensor in _layer_inputs(layer):
+                consumers.setdefault(tensor.name, []).append(layer)
+        memo: dict[str, bool] = {}
+
+        def in_scope(layer: Any) -> bool:
+            if layer.name in memo:
+                return memo[layer.name]
+            memo[layer.name] = False  # cycles (none in TensorRT networks) end here
             if layer.name.startswith(NETWORK_SCOPE):
+                memo[layer.name] = True
+            elif layer.name.startswith("(Unnamed Layer"):
+                users = [c for out in _layer_outputs(layer) for c in consumers.get(out.name, [])]
+                memo[layer.name] = bool(users) and all(in_scope(c) for c in users)
+            return memo[layer.name]
+
+        skip = {getattr(trt.LayerType, name) for name in ("CAST", "CONSTANT", "SHAPE") if hasattr(trt.LayerType, name)}
+        pinned = []
+        for layer in layers:
+            tensors = _layer_inputs(layer) + _layer_outputs(layer)
+            if in_scope(layer) or layer.type in skip or not _layer_inputs(layer) or not _layer_outputs(layer):
                 continue
-            outputs = [layer.get_output(j) for j in range(layer.num_outputs)]
-            if not outputs or any(out.dtype != trt.DataType.FLOAT for out in outputs):
-                continue  # casts to/from uint8, shape arithmetic: nothing to pin
+            if any(t.dtype != trt.DataType.FLOAT for t in tensors):
+                continue  # casts to/from uint8, integer shape arithmetic: nothing to pin
             layer.precision = trt.DataType.FLOAT
             for j in range(layer.num_outputs):
                 layer.set_output_type(j, trt.DataType.FLOAT)
-            pinned += 1
+            pinned.append(layer)
         return pinned
 
     def _configure(self, builder: Any, network: Any, precision: str, strong: bool,
@@ -365,7 +543,11 @@ class EngineBuilder:
             config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(o.workspace_mib) << 20)
         # Layer information in the engine (engine inspector, trtexec --profilingVerbosity=detailed).
         config.profiling_verbosity = trt.ProfilingVerbosity.DETAILED
-        pinned = 0
+        if precision == "fp32" and hasattr(trt.BuilderFlag, "TF32"):
+            # TF32 is on by default (include/NvInfer.h BuilderFlag::kTF32) and rounds Conv inputs to 10 mantissa bits
+            # on Ampere+ (Orin): "fp32" engines are the exact reference that verify compares every precision with.
+            config.clear_flag(trt.BuilderFlag.TF32)
+        pinned: list[Any] = []
         if not strong:
             # TRT 8.5 / 8.6 / 10.x: precision by builder flags (deprecated in 10.12, removed in 11).
             if "fp16" in precision:
@@ -380,31 +562,54 @@ class EngineBuilder:
         if o.version_compatible:
             config.set_flag(trt.BuilderFlag.VERSION_COMPATIBLE)  # TRT 8.6+
         profile, record = self._profile(builder, network, io_kind)
-        if profile is not None:
-            config.add_optimization_profile(profile)
+        if profile is not None and config.add_optimization_profile(profile) < 0:
+            # include/NvInfer.h IBuilderConfig::addOptimizationProfile: -1 when the profile is invalid.
+            raise SageEdgeError(f"TensorRT rejected the optimization profile {record}: every dynamic input needs "
+                                "min <= opt <= max shapes of its rank")
         fallback: list[str] = []
         if o.dla_core is not None:
-            fallback = self._configure_dla(builder, network, config)
+            fallback = self._configure_dla(builder, network, config, pinned)
         cache_note = self._load_timing_cache(config)
-        return config, record, pinned, fallback, cache_note
+        return config, record, len(pinned), fallback, cache_note
 
-    def _configure_dla(self, builder: Any, network: Any, config: Any) -> list[str]:
-        """DLA core + the layers that will run on the GPU instead (GPU fallback is silent otherwise)."""
+    def _configure_dla(self, builder: Any, network: Any, config: Any, pinned: list[Any]) -> list[str]:
+        """DLA core + the layers that will run on the GPU instead, listed per layer (GPU fallback is silent otherwise).
+
+        A layer cannot run on the DLA when TensorRT says so (``can_run_on_DLA``), when it is kept in
+        FP32 (DLA computes in FP16 or INT8: TensorRT docs "DLA Supported Layers and Restrictions"),
+        or when it touches a UINT8 tensor (the uint8 I/O casts: no DLA layer takes UINT8).
+        """
         trt, o = self.trt, self.options
         cores = int(builder.num_DLA_cores)
         if cores == 0:
-            raise SageEdgeError("this device has no DLA (Jetson AGX/NX Orin have DLA cores; Orin Nano does not)")
+            if self.version[0] >= 11:
+                raise SageEdgeError(f"TensorRT {trt.__version__} sees no DLA: from TensorRT 11.4.1 DLA runs only on "
+                                    "Jetson AGX Orin with JetPack 7.2.2+ (Jetson Thor and Orin Nano have none)")
+            raise SageEdgeError("this device has no DLA (Jetson AGX Orin and Orin NX have DLA cores; Orin Nano and "
+                                "desktop GPUs do not)")
         if not 0 <= o.dla_core < cores:
             raise SageEdgeError(f"--dla-core {o.dla_core}: this device has DLA cores 0..{cores - 1}")
         config.default_device_type = trt.DeviceType.DLA
         config.DLA_core = int(o.dla_core)
         if o.gpu_fallback:
             config.set_flag(trt.BuilderFlag.GPU_FALLBACK)
+        pinned_names = {layer.name for layer in pinned}
         fallback = []
         for i in range(network.num_layers):
             layer = network.get_layer(i)
-            if not config.can_run_on_DLA(layer):
-                fallback.append(f"{layer.name} ({getattr(layer.type, 'name', layer.type)})")
+            kind = getattr(layer.type, "name", str(layer.type))
+            tensors = _layer_inputs(layer) + _layer_outputs(layer)
+            if layer.name in pinned_names:
+                why = f"{kind}, kept in FP32; DLA computes in FP16/INT8"
+            elif any(t.dtype == trt.DataType.UINT8 for t in tensors):
+                why = f"{kind}, UINT8; no DLA layer takes UINT8"
+            elif not config.can_run_on_DLA(layer):
+                why = kind
+            else:
+                continue
+            fallback.append(f"{layer.name} ({why})")
+            if o.gpu_fallback:
+                config.set_device_type(layer, trt.DeviceType.GPU)  # explicit placement, not TensorRT's silent one
         if fallback and not o.gpu_fallback:
             raise BuildError(f"{len(fallback)} layers cannot run on DLA (listed above): add --gpu-fallback to "
                              "run them on the GPU", [f"not on DLA: {name}" for name in fallback])
@@ -436,18 +641,19 @@ class EngineBuilder:
         self._validate()
         trt = self.trt
         facts = _onnx_facts(o.onnx)
-        if facts and facts["uint8_io"] and not supports_uint8_io(self.version):
-            raise SageEdgeError(self._uint8_message())
         gpu = self.gpu if self.gpu is not None else gpu_facts()
         onnx_sha = _sha256(o.onnx)
         device = f"DLA{o.dla_core}" if o.dla_core is not None else "GPU"
+        strong = uses_strong_typing(self.version)
 
-        self.logger = trt.Logger(trt.Logger.WARNING)
+        self.logger = shared_logger(trt)  # one trt.Logger per process (the runtime uses the same)
         with tempfile.TemporaryDirectory(prefix="sage-edge-build-") as scratch_dir:
             scratch = Path(scratch_dir)
-            source, precision, strong, notes = self._prepare_onnx(scratch, facts)
+            source, notes = self._prepare_onnx(scratch, facts)
             builder = trt.Builder(self.logger)
-            network, _parser = self._parse(builder, source, strong)
+            network, parser = self._parse(builder, source, strong)
+            source, network, parser, precision = self._settle_precision(builder, scratch, source, network, parser,
+                                                                        notes)
             io_kind = _onnx_io_kind([network.get_input(i).name for i in range(network.num_inputs)],
                                     [network.get_output(i).name for i in range(network.num_outputs)], o.onnx)
             config, profile, pinned, fallback, cache_note = self._configure(builder, network, precision, strong,
@@ -474,7 +680,8 @@ class EngineBuilder:
 
         record = {
             "tensorrt": trt.__version__,
-            "gpu": {"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability")},
+            "gpu": {"name": gpu.get("name"), "compute_capability": gpu.get("compute_capability"),
+                    "name_source": gpu.get("name_source")},
             "precision": precision,
             "build_method": "strongly-typed" if strong else "builder-flags",
             "io_kind": io_kind,
@@ -562,4 +769,4 @@ def build_engine(options: BuildOptions, echo: Callable[[str], None] = lambda lin
 
 
 __all__ = ["BuildOptions", "BuildReport", "BuildError", "EngineBuilder", "build_engine", "cache_key", "parse_hw",
-           "network_flags", "uses_strong_typing", "supports_uint8_io", "version_tuple"]
+           "parse_workspace_mib", "network_flags", "network_precision", "uses_strong_typing", "version_tuple"]

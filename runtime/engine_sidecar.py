@@ -64,19 +64,38 @@ def rebuild_hint(record: Mapping[str, Any], engine_path: str | os.PathLike) -> s
         " " + " ".join(record.get("command_flags", [])) if record.get("command_flags") else "")
 
 
+# Cross-major runs of version-compatible engines that TensorRT supports: Support Matrix 11.4.1, "Engine
+# Portability" ("TensorRT 10 version-compatible engines can run with a TensorRT 11 runtime, and TensorRT 8
+# version-compatible engines can run with a TensorRT 10 runtime. No other combination across major versions"),
+# and "Version Compatibility" (TensorRT 10.16.1 docs: "engines built with TensorRT 8 work with TensorRT 9 and
+# TensorRT 10 runtimes"; supported from 8.6: "the plan must be built with a version at least 8.6").
+VERSION_COMPATIBLE_ACROSS_MAJORS = {(8, 9), (8, 10), (9, 10), (10, 11)}
+
+
+def version_compatible_runs(built: str, runtime: str) -> bool:
+    """Can a version-compatible engine built with TensorRT ``built`` run on TensorRT ``runtime``?"""
+    b, r = _version_tuple(built), _version_tuple(runtime)
+    if not b or not r or b[:2] < (8, 6) or r < b:
+        return False
+    return r[0] == b[0] or (b[0], r[0]) in VERSION_COMPATIBLE_ACROSS_MAJORS
+
+
 def mismatch(record: Mapping[str, Any], trt_version: str, gpu_name: str | None,
              compute_capability: str | None) -> str | None:
     """Why an engine built as ``record`` cannot run on this TensorRT/GPU, or None when it can.
 
     TensorRT: the exact version must match, except for version-compatible engines
-    (``--version-compatible``, TRT 8.6+), which run on the same or a later release of
-    the same major version. GPU: compute capability and name must both match.
+    (``--version-compatible``, built with 8.6+), which run on the same or a later release of
+    the same major, and across majors 8 -> 9/10 and 10 -> 11 (never 8 -> 11).
+    GPU: compute capability must match; the name too, but only when the sidecar's name came
+    from CUDA (``cuDeviceGetName``, what pycuda reports here). A name that nvidia-smi or the
+    Jetson device tree gave spells the same GPU differently, so it is not compared.
     """
     built = str(record.get("tensorrt", ""))
     if record.get("version_compatible"):
-        b, r = _version_tuple(built), _version_tuple(trt_version)
-        if not (b and r and r[0] == b[0] and r >= b):
-            return f"built for TensorRT {built} (version-compatible), this device runs TensorRT {trt_version}"
+        if not version_compatible_runs(built, trt_version):
+            return (f"built for TensorRT {built} (version-compatible: runs on later releases of the same major, "
+                    f"and 8.6+ -> 10.x, 10.x -> 11.x), this device runs TensorRT {trt_version}")
     elif _version_tuple(built)[:3] != _version_tuple(trt_version)[:3]:
         return f"built with TensorRT {built}, this device runs TensorRT {trt_version}"
     gpu = record.get("gpu") or {}
@@ -84,7 +103,9 @@ def mismatch(record: Mapping[str, Any], trt_version: str, gpu_name: str | None,
     if built_cc and compute_capability and str(built_cc) != str(compute_capability):
         return (f"built for {built_name or 'a GPU'} (compute capability {built_cc}), "
                 f"this device has {gpu_name or 'a GPU'} (compute capability {compute_capability})")
-    if built_name and gpu_name and built_name != gpu_name:
+    # Sidecars before name_source existed: a name recorded with a compute capability came from pycuda (CUDA).
+    name_from_cuda = gpu.get("name_source", "cuda" if built_cc else None) == "cuda"
+    if name_from_cuda and built_name and gpu_name and built_name != gpu_name:
         return f"built for GPU '{built_name}', this device has '{gpu_name}'"
     return None
 

@@ -6,17 +6,25 @@ Behind the same ``Backend`` interface as ONNX Runtime, so ``Fuser``, ``sage-edge
 * One worker thread owns the CUDA context: it is created, used and destroyed there, and
   every TensorRT/pycuda call runs there (``infer`` hands work to it and waits). pycuda's
   context stack is thread-bound; sharing a context across threads crashes on Jetson.
+* The context is current only while the worker runs a call (pushed before, popped after), so
+  the worker thread never ends with a context pushed: pycuda aborts the process when one does
+  (src/cpp/cuda.hpp ``context_stack::~context_stack``), e.g. at interpreter exit without ``close()``.
 * Page-locked host buffers, or mapped zero-copy buffers on an integrated GPU (Jetson).
 * Per frame: asynchronous H2D -> ``execute_async_v3`` -> D2H on one stream, then one sync.
 * ``set_input_shape`` whenever the frame size changes (buffers are re-allocated only
   then); a frame outside the engine's optimization profile is a one-line error.
 * ``last_stage_times()`` gives the GPU time of the last frame's H2D copy, inference and D2H
   copy, measured with CUDA events on the stream (``sage-edge bench`` reads it);
-  ``device_memory_bytes()`` the device memory held by the I/O buffers.
+  ``device_memory_bytes()`` the device memory the engine holds: I/O buffers plus TensorRT's
+  activation memory.
 * ``cuda_graph=True`` captures the enqueue in a CUDA graph once a shape repeats (fixed-size
-  cameras), and replays it.
+  cameras), and replays it. When capture or replay fails (an engine with operations not
+  permitted under capture, e.g. DLA), it warns once, runs the plain enqueue for that frame
+  and every later one, as trtexec does.
 * The engine's ``.json`` sidecar (written by ``build-engine``) must match the running
   TensorRT version and GPU, else the engine is refused with one line saying how to rebuild.
+  From it come the DLA core to run on and whether the engine's embedded lean runtime (a
+  version-compatible engine) may load; ``allow_host_code=True`` allows that without a sidecar.
 
 All TensorRT calls live in ``tensorrt_api``, all pycuda calls in ``cuda_memory``.
 """
@@ -46,7 +54,8 @@ class TensorRTBackend(Backend):
         return importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 
     def __init__(self, model_path: str | os.PathLike, device: int = 0, cuda_graph: bool = False,
-                 zero_copy: bool | None = None, check_sidecar: bool = True) -> None:
+                 zero_copy: bool | None = None, check_sidecar: bool = True, allow_host_code: bool | None = None
+                 ) -> None:
         self.model_path = Path(model_path)
         self.cuda_graph = cuda_graph
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sage-edge-trt")
@@ -57,11 +66,12 @@ class TensorRTBackend(Backend):
         self._shapes: dict[str, tuple[int, ...]] = {}
         self._graph: Any = None
         self._graph_shapes: dict[str, tuple[int, ...]] | None = None
+        self._graph_unsupported = False
         self._events: list[Any] = []
         self._last_stage_ms: dict[str, float] = {}
         self.sidecar: dict[str, Any] | None = None
         try:
-            self._call(self._open, device, zero_copy, check_sidecar)
+            self._worker.submit(self._open, device, zero_copy, check_sidecar, allow_host_code).result()
         except BaseException:
             self.close()
             raise
@@ -70,10 +80,15 @@ class TensorRTBackend(Backend):
     def _call(self, fn: Callable[..., T], *args: Any) -> T:
         if self._closed:
             raise SageEdgeError(f"{self.model_path}: the TensorRT backend is closed")
-        return self._worker.submit(fn, *args).result()
+        return self._worker.submit(self._in_context, fn, *args).result()
+
+    def _in_context(self, fn: Callable[..., T], *args: Any) -> T:
+        """On the worker: run ``fn`` with the CUDA context pushed, and pop it after (never left pushed)."""
+        with self._ctx.active():
+            return fn(*args)
 
     # -- everything below runs on the worker thread ------------------------------------------
-    def _open(self, device: int, zero_copy: bool | None, check_sidecar: bool) -> None:
+    def _open(self, device: int, zero_copy: bool | None, check_sidecar: bool, allow_host_code: bool | None) -> None:
         from sage_edge.runtime import cuda_memory, tensorrt_api
 
         trt = tensorrt_api.import_tensorrt()
@@ -89,18 +104,25 @@ class TensorRTBackend(Backend):
                       "build-engine`)", file=sys.stderr)
             engine_sidecar.check_compatible(self.model_path, self.sidecar, trt.__version__, info.name,
                                             info.compute_capability)
+        sidecar = self.sidecar or {}
+        if allow_host_code is None:
+            allow_host_code = bool(sidecar.get("version_compatible"))
         self._ctx = cuda_memory.CudaContext(device, zero_copy)
-        self._events = [self._ctx.event() for _ in range(4)]  # before H2D, after H2D, after enqueue, after D2H
-        self._engine = tensorrt_api.TensorRTEngine(
-            self.model_path.read_bytes(), trt,
-            allow_host_code=bool(self.sidecar and self.sidecar.get("version_compatible")), source=self.model_path)
-        self._io = self._engine.io_tensors()
+        with self._ctx.active():
+            self._events = [self._ctx.event() for _ in range(4)]  # before H2D, after H2D, after enqueue, after D2H
+            self._engine = tensorrt_api.TensorRTEngine(
+                self.model_path.read_bytes(), trt, allow_host_code=allow_host_code, source=self.model_path,
+                dla_core=sidecar.get("dla_core"), sidecar_known=self.sidecar is not None)
+            self._io = self._engine.io_tensors()
+            self._activation_bytes = self._engine.activation_memory_bytes()
         self._inputs = [t for t in self._io if t.is_input]
         self._outputs = [t for t in self._io if not t.is_input]
-        self._describe = (f"tensorrt {trt.__version__} on {info.name} (sm {info.compute_capability}, "
-                          f"{'zero-copy mapped' if self._ctx.zero_copy else 'page-locked'} buffers"
-                          f"{', CUDA graph' if self.cuda_graph else ''}"
-                          + (f", {self.sidecar.get('precision')}" if self.sidecar else "") + ")")
+        dla = sidecar.get("dla_core")
+        self._describe = (f"tensorrt {trt.__version__} on {info.name} (sm {info.compute_capability}"
+                          + (f", DLA core {dla}" if dla is not None else "")
+                          + f", {'zero-copy mapped' if self._ctx.zero_copy else 'page-locked'} buffers"
+                          + (", CUDA graph" if self.cuda_graph else "")
+                          + (f", {sidecar.get('precision')}" if self.sidecar else "") + ")")
 
     def _check_feed(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = {t.name for t in self._inputs}
@@ -144,16 +166,38 @@ class TensorRTBackend(Backend):
         self._drop_graph()
 
     def _drop_graph(self) -> None:
-        if self._graph is not None:
-            self._graph.destroy()
-        self._graph, self._graph_shapes = None, None
+        graph, self._graph, self._graph_shapes = self._graph, None, None
+        if graph is not None:
+            graph.destroy()
+
+    def _graph_failed(self, why: str) -> None:
+        """No CUDA graph for this engine any more: warn once; every frame from now on runs the plain enqueue."""
+        self._graph_unsupported = True
+        try:
+            self._drop_graph()
+        except SageEdgeError:
+            pass  # the graph is unusable either way; the plain enqueue does not need it
+        print(f"warning: {self.model_path}: CUDA graph capture failed ({why}); running without a CUDA graph "
+              "(as trtexec does for engines with operations not permitted under capture)", file=sys.stderr)
+
+    def _run_graph(self, shapes: dict[str, tuple[int, ...]]) -> bool:
+        """Capture once per shape, then replay; False when the graph cannot be used (the caller enqueues)."""
+        from sage_edge.runtime import cuda_memory
+
+        try:
+            if self._graph is None:
+                self._graph = cuda_memory.CudaGraph(self._ctx, self._enqueue)
+                self._graph_shapes = shapes
+            self._graph.launch()
+            return True
+        except cuda_memory.CaptureFailed as exc:
+            self._graph_failed(str(exc))
+            return False
 
     def _enqueue(self) -> None:
         self._engine.execute(self._ctx.stream_handle)
 
     def _infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        from sage_edge.runtime import cuda_memory
-
         arrays = self._check_feed(feed)
         shapes = {name: a.shape for name, a in arrays.items()}
         first_run_of_shape = shapes != self._shapes
@@ -166,13 +210,9 @@ class TensorRTBackend(Backend):
         for t in self._inputs:
             self._ctx.upload(self._buffers[t.name])
         self._ctx.record(after_h2d)
-        if self.cuda_graph and not first_run_of_shape:
-            # TensorRT needs one plain enqueue after a shape change before capture (done on the first run).
-            if self._graph is None:
-                self._graph = cuda_memory.CudaGraph(self._ctx, self._enqueue)
-                self._graph_shapes = shapes
-            self._graph.launch()
-        else:
+        # TensorRT needs one plain enqueue after a shape change before capture (done on the first run).
+        use_graph = self.cuda_graph and not first_run_of_shape and not self._graph_unsupported
+        if not (use_graph and self._run_graph(shapes)):
             self._enqueue()
         self._ctx.record(after_infer)
         for t in self._outputs:
@@ -189,12 +229,17 @@ class TensorRTBackend(Backend):
 
     def _close(self) -> None:
         try:
-            self._drop_graph()
-            for buffer in self._buffers.values():
-                buffer.free()
-            self._buffers.clear()
-            if self._engine is not None:
-                self._engine.close()
+            if self._ctx is not None:
+                with self._ctx.active():
+                    try:
+                        self._ctx.synchronize()  # nothing still queued on the buffers freed below
+                        self._drop_graph()
+                    finally:
+                        for buffer in self._buffers.values():
+                            buffer.free()
+                        self._buffers.clear()
+                        if self._engine is not None:
+                            self._engine.close()
         finally:
             if self._ctx is not None:
                 self._ctx.close()
@@ -224,7 +269,12 @@ class TensorRTBackend(Backend):
         return dict(self._last_stage_ms)
 
     def device_memory_bytes(self) -> int:
-        """Device memory held by the I/O buffers (mapped zero-copy buffers count: they are GPU-visible)."""
+        """Device memory the engine holds: its I/O buffers (mapped zero-copy buffers count: they are
+        GPU-visible) plus TensorRT's activation memory (``device_memory_size[_v2]``)."""
+        return self.io_memory_bytes() + int(getattr(self, "_activation_bytes", 0))
+
+    def io_memory_bytes(self) -> int:
+        """Device memory held by the I/O buffers alone."""
         return sum(int(b.host.nbytes) for b in self._buffers.values())
 
     def close(self) -> None:

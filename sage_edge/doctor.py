@@ -20,14 +20,40 @@ from sage_edge.environment import run_command
 
 OK, MISSING, WARNING, INFO = "OK", "missing", "warning", "info"
 
-# L4T release -> JetPack (NVIDIA's JetPack archive). First match on the longest prefix wins.
+# L4T (Jetson Linux) release -> JetPack. First match on the longest prefix wins. Sources: NVIDIA's JetPack archive
+# (developer.nvidia.com/embedded/jetpack/downloads/archive-7.0: "JetPack 7.0 with Jetson Linux 38.2/38.2.1",
+# archive-7.1: "JetPack 7.1 with Jetson Linux 38.4"; docs.nvidia.com/jetson/archives lists JetPack 5.1-5.1.5,
+# 6.0-6.2.1 and 7.0 with Jetson Linux 35.x/36.x/38.x) and the two tables that cite that archive, where they agree:
+# rbonghi/jetson_stats jtop/core/jetson_variables.py NVIDIA_JETPACK (commit f41d5ca) and
+# dusty-nv/jetson-containers jetson_containers/l4t_version.py (commit dd206bf). Where they disagree (36.5: 6.2.1
+# or 6.2.2; 39.1/39.2 for 7.2 GA) the entry is the common prefix.
 L4T_TO_JETPACK = [
-    ("35.1", "5.0.2"), ("35.2", "5.1"), ("35.3", "5.1.1"), ("35.4", "5.1.2"), ("35.5", "5.1.3"), ("35.6", "5.1.4"),
-    ("36.2", "6.0 DP"), ("36.3", "6.0"), ("36.4.3", "6.2"), ("36.4.4", "6.2.1"), ("36.4", "6.1"),
-    ("38.2", "7.0"), ("38.4", "7.1"),
+    ("35.1", "5.0.2"), ("35.2", "5.1"), ("35.3", "5.1.1"), ("35.4", "5.1.2"), ("35.5", "5.1.3"), ("35.6.0", "5.1.4"),
+    ("35.6.1", "5.1.5"), ("35.6.2", "5.1.5"), ("35.6.4", "5.1.6"),
+    ("36.2", "6.0 DP"), ("36.3", "6.0"), ("36.4.3", "6.2"), ("36.4.4", "6.2.1"), ("36.4.7", "6.2.1"), ("36.4", "6.1"),
+    ("36.5", "6.2.x"),
+    ("38.2", "7.0"), ("38.4", "7.1"), ("39", "7.2"),
 ]
-# JetPack -> the TensorRT it ships (what engines built on it need at run time).
-JETPACK_TENSORRT = {"5.1": "8.5.2", "6.0": "8.6.2", "6.1": "10.3", "6.2": "10.3", "7.2.2": "11.x"}
+# JetPack -> the TensorRT it ships (what engines built on it need at run time); matched on the longest prefix.
+# 5.1.x: 8.5.2 and 6.0: 8.6.2 (review of this repository, "Version facts", and JetPack's own
+# python3-libnvinfer); 6.1/6.2: 10.3 (NVIDIA's JetPack 6.1 notes as quoted by pytorch/TensorRT
+# docs/getting_started/jetpack.rst: "CUDA 12.6, TensorRT 10.3, cuDNN 9.3"); 7.0/7.1: 10.13
+# (dusty-nv/jetson-containers deprecated/cuda/tensorrt/config.py: CUDA 13.0 on Jetson -> TensorRT 10.13);
+# 7.2: TensorRT 11.4.1 "supports NVIDIA JetPack 7.2.2 or later" (TensorRT 11.4.1 docs, "Migrating TensorRT
+# from 10.x to 11.x on Jetson/JetPack").
+JETPACK_TENSORRT = {"5.1": "8.5.2", "6.0": "8.6.2", "6.1": "10.3", "6.2": "10.3", "7.0": "10.13", "7.1": "10.13",
+                    "7.2": "11.x (TensorRT 11.4.1 needs JetPack 7.2.2+)"}
+
+
+def tensorrt_for_jetpack(jetpack: str | None) -> str | None:
+    """The TensorRT a JetPack release ships ("5.1.3" -> "8.5.2"), or None when unknown."""
+    if not jetpack:
+        return None
+    version = jetpack.split()[0]
+    for key in sorted(JETPACK_TENSORRT, key=len, reverse=True):
+        if version == key or version.startswith(key + "."):
+            return JETPACK_TENSORRT[key]
+    return None
 
 
 @dataclass
@@ -49,7 +75,7 @@ def jetpack_for_l4t(l4t: str | None) -> str | None:
         if l4t == prefix or l4t.startswith(prefix + "."):
             return jetpack
     major = l4t.split(".")[0]
-    return {"35": "5.x", "36": "6.x", "38": "7.x"}.get(major)
+    return {"35": "5.x", "36": "6.x", "38": "7.x", "39": "7.x"}.get(major)
 
 
 def check_platform() -> list[Check]:
@@ -66,7 +92,7 @@ def check_jetson(jetson: dict[str, Any] | None) -> list[Check]:
     out = [Check(OK, "jetson", str(jetson.get("module") or "unknown module"))]
     l4t = jetson.get("l4t")
     jetpack = jetpack_for_l4t(l4t)
-    trt = JETPACK_TENSORRT.get(jetpack or "", None)
+    trt = tensorrt_for_jetpack(jetpack)
     out.append(Check(OK if l4t else WARNING, "L4T", f"R{l4t} -> JetPack {jetpack or '?'}"
                      + (f" (ships TensorRT {trt})" if trt else ""),
                      "" if l4t else "/etc/nv_tegra_release is unreadable"))
@@ -104,9 +130,9 @@ def check_tensorrt(import_module: Callable[[str], Any]) -> list[Check]:
     parts = tuple(int(p) for p in re.findall(r"\d+", version)[:2])
     if parts and parts < (8, 5):
         return [Check(WARNING, "TensorRT", f"{version} is older than 8.5", "upgrade to JetPack 5.1+")]
-    note = "; uint8 I/O needs 8.6+: export with --io float" if parts and parts < (8, 6) else ""
     typed = "; FP16/INT8 from the ONNX (strongly typed)" if parts and parts[0] >= 11 else ""
-    return [Check(OK if not note else WARNING, "TensorRT", f"{version}{note}{typed}")]
+    dla = "; no DLA in this release" if parts and parts[0] == 11 and parts < (11, 4) else ""
+    return [Check(OK, "TensorRT", f"{version}{typed}{dla}")]
 
 
 def check_pycuda(import_module: Callable[[str], Any]) -> list[Check]:

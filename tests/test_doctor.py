@@ -52,12 +52,17 @@ def test_pip_opencv_on_jetson_is_flagged_with_the_fix():
     assert check.status == "OK"  # a desktop without GStreamer is fine
 
 
-@pytest.mark.parametrize("l4t, jetpack", [("35.2.1", "5.1"), ("36.3.0", "6.0"), ("36.4.0", "6.1"),
-                                          ("36.4.3", "6.2"), ("35.9.9", "5.x")])
-def test_l4t_to_jetpack(l4t, jetpack):
-    from sage_edge.doctor import jetpack_for_l4t
+@pytest.mark.parametrize("l4t, jetpack, tensorrt", [
+    ("35.2.1", "5.1", "8.5.2"), ("35.3.1", "5.1.1", "8.5.2"), ("35.4.1", "5.1.2", "8.5.2"), ("35.5.0", "5.1.3", "8.5.2"),
+    ("35.6.0", "5.1.4", "8.5.2"), ("36.2.0", "6.0 DP", "8.6.2"), ("36.3.0", "6.0", "8.6.2"), ("36.4.0", "6.1", "10.3"),
+    ("36.4.3", "6.2", "10.3"), ("36.4.4", "6.2.1", "10.3"), ("38.2.1", "7.0", "10.13"), ("38.4.0", "7.1", "10.13"),
+    ("39.2.0", "7.2", "11.x (TensorRT 11.4.1 needs JetPack 7.2.2+)"), ("35.9.9", "5.x", None),
+])
+def test_l4t_to_jetpack_to_tensorrt(l4t, jetpack, tensorrt):
+    from sage_edge.doctor import jetpack_for_l4t, tensorrt_for_jetpack
 
     assert jetpack_for_l4t(l4t) == jetpack
+    assert tensorrt_for_jetpack(jetpack) == tensorrt
 
 
 def test_jetson_facts():
@@ -78,9 +83,9 @@ def test_tensorrt_and_pycuda_checks_with_doubles(monkeypatch):
     import importlib
 
     [trt] = check_tensorrt(importlib.import_module)
-    assert trt.status == "warning" and "--io float" in trt.detail
+    assert trt.status == "OK" and "8.5.2" in trt.detail  # uint8 I/O parses on 8.5 (review B6): no warning
     doubles_install.install(monkeypatch, "11.0.0", gpu={"integrated": True, "name": "Orin"})
     [trt] = check_tensorrt(importlib.import_module)
-    assert trt.status == "OK" and "strongly typed" in trt.detail
+    assert trt.status == "OK" and "strongly typed" in trt.detail and "no DLA" in trt.detail
     [cuda] = check_pycuda(importlib.import_module)
     assert cuda.status == "OK" and "Orin" in cuda.detail and "zero-copy" in cuda.detail

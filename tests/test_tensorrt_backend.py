@@ -1,7 +1,10 @@
 """TensorRTBackend control flow against TEST DOUBLES of tensorrt and pycuda (tests/doubles).
 
-The doubles simulate device memory, so data really goes host -> "device" -> "engine" -> host
-(the fake engine's fused output is the visible input). GPU tests at the end need real TensorRT.
+The doubles simulate device memory and a stream (asynchronous work runs at synchronize), so data
+really goes host -> "device" -> "engine" -> host (the fake engine's fused output is the visible input).
+They refuse what the real libraries refuse: unaligned or unknown tensor addresses, enqueues without a
+current context, enqueues under capture when told to fail, and record a thread that ends with a pycuda
+context pushed (real pycuda aborts the process). GPU tests at the end need real TensorRT.
 """
 from __future__ import annotations
 
@@ -17,7 +20,7 @@ import tiny_models  # noqa: E402
 
 from sage_edge.errors import SageEdgeError  # noqa: E402
 
-VERSIONS = ["8.6.2", "10.3.0", "11.0.0"]
+VERSIONS = ["8.5.2", "8.6.2", "10.3.0", "11.0.0"]
 
 
 
@@ -88,8 +91,9 @@ def test_cuda_context_lives_on_one_worker_thread(doubles, tmp_path):
     backend.infer(feed)
     backend.close()
     backend.close()  # idempotent
-    threads = {tid for name, tid in cuda.LOG if name in ("make_context", "ctx.pop", "ctx.detach")}
+    threads = {tid for name, tid in cuda.LOG if name in ("make_context", "ctx.push", "ctx.pop", "ctx.detach")}
     assert len(threads) == 1 and threading.get_ident() not in threads
+    assert not cuda.ABORTS
     assert len(results) == 3 and all((r["fused"] == vis[None]).all() for r in results)
     with pytest.raises(SageEdgeError, match="closed"):
         backend.infer(feed)
@@ -130,7 +134,10 @@ def test_stage_times_come_from_cuda_events_around_each_stage(doubles, tmp_path):
                          "event_record", "synchronize"]
         # The double's clock advances 0.25 ms per record: each stage spans exactly one step.
         assert backend.last_stage_times() == {"h2d_ms": 0.25, "inference_ms": 0.25, "d2h_ms": 0.25}
-        assert backend.device_memory_bytes() == 2 * (64 * 80 * 1 + 64 * 80 * 3)  # ir + vis + fused + fused_y
+        io_bytes = 2 * (64 * 80 * 1 + 64 * 80 * 3)  # ir + vis + fused + fused_y
+        assert backend.io_memory_bytes() == io_bytes
+        # plus TensorRT's activation memory (device_memory_size_v2 / device_memory_size)
+        assert backend.device_memory_bytes() == io_bytes + trt.STATE["device_memory"]
 
 
 def test_buffers_follow_shape_changes(doubles, tmp_path):
@@ -212,13 +219,51 @@ def test_missing_sidecar_warns_and_runs(doubles, tmp_path, capsys):
     assert "no model.engine.json sidecar" in capsys.readouterr().err
 
 
-def test_version_compatible_engine_accepts_later_release(doubles, tmp_path):
+@pytest.mark.parametrize("built, runtime, runs", [
+    ("10.3.0", "10.7.0", True), ("10.3.0", "10.2.0", False),    # same major, later release only
+    ("8.6.2", "10.3.0", True), ("8.6.2", "9.3.0", True),        # 8.6+ -> 9.x / 10.x (the JetPack 6.0 -> 6.1 upgrade)
+    ("10.3.0", "11.0.0", True), ("8.6.2", "11.0.0", False),     # 10 -> 11 yes, 8 -> 11 never
+    ("8.5.2", "8.6.2", False),                                  # version compatibility starts with 8.6 builds
+])
+def test_version_compatible_engines_follow_tensorrt_rules(built, runtime, runs):
+    """Review A4: TensorRT 11.4.1 Support Matrix, "Engine Portability", and the 10.16.1 "Version Compatibility" page."""
     from sage_edge.runtime import engine_sidecar
 
-    record = {"tensorrt": "10.3.0", "version_compatible": True, "gpu": {"name": "Orin", "compute_capability": "8.7"}}
-    assert engine_sidecar.mismatch(record, "10.7.0", "Orin", "8.7") is None
-    assert "version-compatible" in engine_sidecar.mismatch(record, "10.2.0", "Orin", "8.7")
-    assert engine_sidecar.mismatch({**record, "version_compatible": False}, "10.7.0", "Orin", "8.7")
+    record = {"tensorrt": built, "version_compatible": True, "gpu": {"name": "Orin", "compute_capability": "8.7"}}
+    assert (engine_sidecar.mismatch(record, runtime, "Orin", "8.7") is None) == runs
+    assert engine_sidecar.mismatch({**record, "version_compatible": False}, runtime, "Orin", "8.7")
+
+
+def test_version_compatible_engine_runs_across_majors_with_host_code(doubles, tmp_path, capsys):
+    """A JetPack 6.0 (8.6.2) version-compatible engine on JetPack 6.1 (10.3.0): the sidecar allows its lean runtime."""
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    doubles("8.6.2")
+    engine = build(tmp_path, version_compatible=True)
+    trt, _ = doubles("10.3.0")
+    with TensorRTBackend(engine) as backend:
+        ir, vis = pair(64, 64)
+        assert (backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})["fused"][0] == vis).all()
+    assert trt.STATE["last_runtime"].engine_host_code_allowed is True
+    # Without the sidecar the engine cannot say it is version-compatible: the message says what is missing.
+    engine.with_name(engine.name + ".json").unlink()
+    with pytest.raises(SageEdgeError, match="version-compatible engine also needs its .json sidecar"):
+        TensorRTBackend(engine)
+    with TensorRTBackend(engine, allow_host_code=True):  # the explicit opt-in
+        pass
+
+
+def test_sidecar_gpu_name_is_compared_only_when_cuda_named_it():
+    """Review B4: nvidia-smi / the Jetson device tree spell the GPU differently from cuDeviceGetName (pycuda)."""
+    from sage_edge.runtime import engine_sidecar
+
+    tree = {"tensorrt": "10.3.0", "gpu": {"name": "NVIDIA Jetson AGX Orin Developer Kit", "compute_capability": None,
+                                          "name_source": "device-tree"}}
+    assert engine_sidecar.mismatch(tree, "10.3.0", "Orin", "8.7") is None
+    cuda = {"tensorrt": "10.3.0", "gpu": {"name": "Orin", "compute_capability": "8.7", "name_source": "cuda"}}
+    assert "built for GPU 'Orin'" in engine_sidecar.mismatch(cuda, "10.3.0", "Orin (nvgpu)", "8.7")
+    old = {"tensorrt": "10.3.0", "gpu": {"name": "NVIDIA Jetson AGX Orin", "compute_capability": None}}
+    assert engine_sidecar.mismatch(old, "10.3.0", "Orin", "8.7") is None  # pre-name_source sidecar, name from smi/tree
 
 
 def test_corrupt_engine_and_sidecar(doubles, tmp_path):
@@ -299,3 +344,142 @@ def test_verify_engine_against_sidecar_onnx(doubles, tmp_path, ivif_dir):
                     progress=False)
     assert report.precision == "fp16" and report.reference.name == "tiny_uint8.onnx"
     assert report.ok and report.comparison.max_abs_error == 0 and report.comparison.min_psnr == float("inf")
+
+
+# -- stricter doubles: what the real libraries refuse (review C5, C6, C10) ----------------------------
+def test_set_tensor_address_refuses_unaligned_and_unknown(doubles, tmp_path):
+    """release/10.3 include/NvInferRuntime.h setTensorAddress: "at least 256-byte alignment", known names only."""
+    from sage_edge.runtime import tensorrt_api
+
+    trt, cuda = doubles("10.3.0")
+    engine = tensorrt_api.TensorRTEngine(build(tmp_path).read_bytes(), trt)
+    assert not engine.context.set_tensor_address("ir", 0x7F0000000000 + 8)
+    assert not engine.context.set_tensor_address("no_such_tensor", 0x7F0000000000)
+    assert engine.context.set_tensor_address("ir", 0x7F0000000000)
+    with pytest.raises(SageEdgeError, match="256-byte alignment"):
+        engine.set_tensor_address("ir", 0x7F0000000000 + 100)
+
+
+def test_backend_buffer_addresses_are_accepted(doubles, tmp_path):
+    """Every address the backend hands TensorRT (device allocations and mapped host memory) is 256-byte aligned."""
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    for integrated in (True, False):
+        trt, _ = doubles("10.3.0", gpu={"integrated": integrated})
+        engine = build(tmp_path)
+        ir, vis = pair(50, 70)
+        with TensorRTBackend(engine) as backend:
+            backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+        addresses = [d[1] for api, d in trt.CALLS if api == "context.set_tensor_address"]
+        assert len(addresses) == 4 and all(a % 256 == 0 for a in addresses)
+
+
+def test_enqueue_needs_a_current_context(doubles, tmp_path):
+    from sage_edge.runtime import tensorrt_api
+
+    trt, cuda = doubles("10.3.0")
+    engine = tensorrt_api.TensorRTEngine(build(tmp_path).read_bytes(), trt)
+    ctx = cuda.Device(0).make_context()
+    stream = cuda.Stream()
+    for name, shape in (("ir", (1, 32, 32, 1)), ("vis", (1, 32, 32, 3)), ("fused", (1, 32, 32, 3)),
+                        ("fused_y", (1, 32, 32, 1))):
+        if name in ("ir", "vis"):
+            assert engine.set_input_shape(name, shape)
+        engine.set_tensor_address(name, int(cuda.mem_alloc(int(np.prod(shape)))))
+    assert engine.context.execute_async_v3(stream.handle)
+    cuda.Context.pop()  # a static method: pops this thread's current context
+    assert cuda.current_context() is None
+    assert not engine.context.execute_async_v3(stream.handle)
+    ctx.detach()
+
+
+def test_async_copies_land_at_synchronize(doubles):
+    """The double's stream is asynchronous: a host buffer read before synchronize() sees stale data."""
+    _, cuda = doubles("10.3.0")
+    cuda.init()
+    ctx = cuda.Device(0).make_context()
+    stream = cuda.Stream(flags=1)
+    device = cuda.mem_alloc(16)
+    src = np.arange(16, dtype=np.uint8)
+    dst = np.zeros(16, np.uint8)
+    cuda.memcpy_htod_async(device, src, stream)
+    src[:] = 7  # the copy reads the host buffer when the stream reaches it
+    cuda.memcpy_dtoh_async(dst, device, stream)
+    assert not dst.any()
+    stream.synchronize()
+    assert (dst == 7).all()
+    ctx.detach()
+
+
+def test_thread_exiting_with_a_context_pushed_aborts_in_the_double(doubles):
+    """pycuda src/cpp/cuda.hpp context_stack::~context_stack: abort() when a thread ends with a context pushed."""
+    _, cuda = doubles("10.3.0")
+    cuda.init()
+    worker = threading.Thread(target=lambda: cuda.Device(0).make_context(), name="leaky")
+    worker.start()
+    worker.join()
+    assert cuda.ABORTS == ["leaky"]
+
+
+def test_backend_never_leaves_a_context_pushed(doubles, tmp_path):
+    """Review B5: an unclosed backend whose worker thread ends (interpreter exit, a daemon pipeline thread)."""
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    _, cuda = doubles("10.3.0")
+    backend = TensorRTBackend(build(tmp_path), cuda_graph=False)
+    ir, vis = pair(40, 48)
+    backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+    assert backend._worker.submit(cuda.current_context).result() is None  # popped between calls
+    backend._worker.shutdown(wait=True)  # what the interpreter does at exit without close()
+    assert cuda.ABORTS == []
+    backend._closed = True  # the worker is gone; nothing left to close
+
+
+def test_stream_is_non_blocking(doubles, tmp_path):
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    _, cuda = doubles("10.3.0")
+    with TensorRTBackend(build(tmp_path)):
+        pass
+    assert [flags for name, (_, flags) in [(n, d) for n, d in cuda.LOG if n == "stream"]] == [1]
+
+
+@pytest.mark.parametrize("failure", ["enqueue", "instantiate", "launch", "begin"])
+def test_failed_cuda_graph_falls_back_and_frames_still_come(failure, doubles, tmp_path, monkeypatch, capsys):
+    """Review B1: trtexec's behaviour (release/10.3 samples/common/sampleInference.cpp:970-990)."""
+    from sage_edge.runtime import cuda_memory
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    trt, cuda = doubles("10.3.0", fail_under_capture=failure == "enqueue")
+    lib = cuda.FakeLibCuda(fail_instantiate=failure == "instantiate", fail_launch=failure == "launch",
+                           fail_begin=failure == "begin")
+    monkeypatch.setattr(cuda_memory, "_libcuda", lambda: lib)
+    with TensorRTBackend(build(tmp_path), cuda_graph=True) as backend:
+        for seed in range(5):
+            ir, vis = pair(48, 64, seed)
+            out = backend.infer({"ir": ir[None, :, :, None], "vis": vis[None]})
+            assert (out["fused"][0] == vis).all() and (out["fused_y"][0, :, :, 0] == ir).all()
+    err = capsys.readouterr().err
+    assert err.count("CUDA graph capture failed") == 1  # warned once
+    assert lib.live_graphs == 0 and lib.live_execs == 0 and not cuda.CAPTURING  # nothing leaked, capture ended
+    enqueues = [1 for api, _ in trt.CALLS if api == "context.execute_async_v3"]
+    assert len(enqueues) == 5 + (0 if failure == "begin" else 1)  # 5 plain enqueues, plus the one captured
+
+
+def test_dla_engine_sets_the_runtime_core_before_deserializing(doubles, tmp_path):
+    """Review B2: trtexec calls setDLACore before deserializing (release/10.3 samples/common/sampleEngines.cpp)."""
+    from sage_edge.runtime.tensorrt_backend import TensorRTBackend
+
+    trt, _ = doubles("10.3.0", dla_unsupported_ops=())
+    onnx = tiny_models.float_model(tmp_path / "f.onnx", static=(32, 32))
+    from sage_edge.export.engine_builder import BuildOptions, EngineBuilder
+
+    engine = EngineBuilder(BuildOptions(onnx=onnx, output=tmp_path / "dla.engine", fp16=True, dla_core=1,
+                                        gpu_fallback=True)).build().engine
+    with TensorRTBackend(engine) as backend:
+        assert "DLA core 1" in backend.describe()
+    order = [(api, d) for api, d in trt.CALLS if api in ("runtime.DLA_core", "runtime.deserialize_cuda_engine")]
+    assert order[0] == ("runtime.DLA_core", 1) and order[1][1][1] == 1
+    doubles("10.3.0", num_dla_cores=1)
+    with pytest.raises(SageEdgeError, match="DLA core 1"):
+        TensorRTBackend(engine)

@@ -15,8 +15,10 @@ from sage_edge.errors import SageEdgeError
 @click.option("--fp16", is_flag=True, help="FP16 (TRT 8.5-10: builder flag; TRT 11: FP16 ONNX via AutoCast).")
 @click.option("--int8", is_flag=True, help="INT8 from a Q/DQ ONNX (an FP32 ONNX is quantized first with --calib).")
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration pairs for --int8 on an FP32 ONNX.")
-@click.option("--workspace", "--memPoolSize", "workspace", type=int, help="Workspace memory pool limit, MiB.")
-@click.option("--min-shape", "--minShapes", "min_shape", help="Smallest frame HxW of the profile (default 64x64).")
+@click.option("--workspace", "--memPoolSize", "workspace",
+              help="Workspace memory pool limit: MiB, or a size (512M, 2G), or trtexec's workspace:1024M.")
+@click.option("--min-shape", "--minShapes", "min_shape",
+              help="Smallest frame HxW of the profile (default 64x64); trtexec's ir:1x64x64x1,vis:1x64x64x3 too.")
 @click.option("--opt-shape", "--optShapes", "opt_shape", help="Frame HxW tuned for (default 480x640).")
 @click.option("--max-shape", "--maxShapes", "max_shape", help="Largest frame HxW (default 1088x1920).")
 @click.option("--dla-core", "--useDLACore", "dla_core", type=int, help="Run on this DLA core (Jetson Orin).")
@@ -27,12 +29,13 @@ from sage_edge.errors import SageEdgeError
 @click.option("--builder-optimization-level", "--builderOptimizationLevel", "opt_level", type=int,
               help="0-5 (TensorRT 8.6+; default 3).")
 @click.option("--version-compatible", "--versionCompatible", "version_compatible", is_flag=True,
-              help="Engine that later TensorRT releases of the same major version can run (8.6+).")
+              help="Engine that later TensorRT releases can run (built with 8.6+): the same major, "
+                   "and 8.6+ -> 10.x, 10.x -> 11.x.")
 @click.option("--cache-dir", type=click.Path(path_type=Path),
               help="Engine cache keyed by model sha256 + TRT version + device + precision + profile.")
 @click.option("--calib-samples", type=int, default=32, show_default=True, help="Calibration crops for --int8.")
 def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib: Path | None,
-                 workspace: int | None, min_shape: str | None, opt_shape: str | None, max_shape: str | None,
+                 workspace: str | None, min_shape: str | None, opt_shape: str | None, max_shape: str | None,
                  dla_core: int | None, gpu_fallback: bool, timing_cache: Path | None, opt_level: int | None,
                  version_compatible: bool, cache_dir: Path | None, calib_samples: int) -> None:
     """Build a TensorRT engine from a sage-edge ONNX model, on the device that will run it.
@@ -40,12 +43,13 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
     Writes OUT.engine and OUT.engine.json (TensorRT version, GPU, precision, profile, ONNX
     sha256, options). Flag names follow trtexec (its spellings are accepted too).
     """
-    from sage_edge.export.engine_builder import BuildError, BuildOptions, EngineBuilder, parse_hw
+    from sage_edge.export.engine_builder import BuildError, BuildOptions, EngineBuilder, parse_hw, parse_workspace_mib
 
     if output is not None and output.suffix.lower() not in (".engine", ".plan", ".trt"):
         raise SageEdgeError(f"{output}: the engine file must end in .engine, .plan or .trt")
     options = BuildOptions(
-        onnx=model, output=output, fp16=fp16, int8=int8, calib=calib, workspace_mib=workspace,
+        onnx=model, output=output, fp16=fp16, int8=int8, calib=calib,
+        workspace_mib=parse_workspace_mib(workspace) if workspace is not None else None,
         min_shape=parse_hw(min_shape, "--min-shape") if min_shape else None,
         opt_shape=parse_hw(opt_shape, "--opt-shape") if opt_shape else None,
         max_shape=parse_hw(max_shape, "--max-shape") if max_shape else None,
