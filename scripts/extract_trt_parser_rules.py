@@ -73,20 +73,23 @@ class Source:
         self.git_dir, self.repository, self.ref = git_dir, repository, ref
         self.commit = self._git("rev-parse", f"{ref}^{{commit}}").strip()
         self.date = self._git("log", "-1", "--format=%cs", self.commit).strip()
+        self._texts: Dict[str, str] = {}
 
     def _git(self, *args: str) -> str:
         return subprocess.run(["git", "--git-dir", str(self.git_dir), *args], check=True, capture_output=True,
                               text=True).stdout
 
     def text(self, path: str) -> str:
-        return self._git("show", f"{self.commit}:{path}")
+        if path not in self._texts:
+            self._texts[path] = self._git("show", f"{self.commit}:{path}")
+        return self._texts[path]
 
     def lines(self, path: str) -> List[str]:
         return self.text(path).splitlines()
 
-    def grep_files(self, pattern: str) -> List[str]:
-        out = subprocess.run(["git", "--git-dir", str(self.git_dir), "grep", "-l", "-F", pattern, self.commit],
-                             capture_output=True, text=True).stdout
+    def grep_files(self, pattern: str, pathspec: str) -> List[str]:
+        out = subprocess.run(["git", "--git-dir", str(self.git_dir), "grep", "-l", "-F", pattern, self.commit,
+                              "--", pathspec], capture_output=True, text=True).stdout
         return sorted(line.split(":", 1)[1] for line in out.splitlines() if line)
 
     def cite(self, path: str, first: int, last: Optional[int] = None) -> str:
@@ -184,7 +187,7 @@ def parse_onnx_release(src: Source) -> dict:
 
 
 def parse_convert_dtype(src: Source) -> dict:
-    files = [f for f in src.grep_files("bool convertDtype(") if f.endswith(".cpp")]
+    files = src.grep_files("bool convertDtype(", "*.cpp")
     if len(files) != 1:
         raise SystemExit(f"{src.ref}: convertDtype defined in {files}")
     path = files[0]
@@ -215,7 +218,7 @@ def parse_uint8_intermediate(src: Source) -> Optional[dict]:
 
 def parse_cast_uint8(src: Source) -> Optional[dict]:
     """8.5-GA: the Cast importer's own UINT8 rule (IIdentityLayer casts, from/to FP types only)."""
-    files = [f for f in src.grep_files("UINT8 type casting is only supported from FP types") if f.endswith(".cpp")]
+    files = src.grep_files("UINT8 type casting is only supported from FP types", "*.cpp")
     if not files:
         return None
     path = files[0]
@@ -250,7 +253,7 @@ def parse_uint8_refusing_importers(src: Source) -> Optional[dict]:
 
 
 def parse_tensorrt_uint8_contract(src: Source) -> dict:
-    headers = [f for f in src.grep_files("kUINT8 = 5") if f.startswith("include/")]
+    headers = src.grep_files("kUINT8 = 5", "include/*.h")
     path = headers[0]
     lines = src.lines(path)
     enum_line = find_line(lines, r"kUINT8 = 5")
