@@ -251,3 +251,53 @@ def test_committed_rules_are_what_the_sources_say(tmp_path):
     assert rules["8.5"]["dtypes"]["map"]["UINT8"] == "UINT8" and rules["8.5"]["dtypes"]["map"]["INT64"] == "INT32"
     assert "ModelImporter.cpp" in rules["8.6"]["uint8"]["intermediate_check"]["source"]
     assert "NvInferRuntimeCommon.h" in rules["8.5"]["uint8"]["intermediate_check"]["source"]
+
+
+# --- Every ONNX file sage-edge writes by default passes check-trt for 8.5, 8.6, 10 and 11 -------------------
+# (quantize: tests/test_quantize.py; export CLI: tests/test_export.py)
+
+
+def test_export_uint8_graph_passes_and_the_a1_graph_is_refused(official_onnx, official_checkpoint, synthetic_pair,
+                                                               tmp_path, monkeypatch):
+    """The exporter writes graphs every version parses, and refuses (writing nothing) the graph that had
+    uint8 -> Transpose -> Cast (review A1, sage_edge/models/end_to_end.py before the fix)."""
+    torch = pytest.importorskip("torch")
+    from sage_edge import colour
+    from sage_edge.export.onnx_export import export_onnx
+    from sage_edge.models.checkpoint import load_student
+    from sage_edge.models.end_to_end import EndToEndFusion
+
+    assert check_trt_compatible(official_onnx) == []
+
+    def transpose_before_cast(self, ir, vis):  # EndToEndFusion.forward at commit 82832a8
+        ir_levels = ir.permute(0, 3, 1, 2).float()
+        vis_levels = vis.permute(0, 3, 1, 2).float()
+        b, g, r = vis_levels[:, 0:1], vis_levels[:, 1:2], vis_levels[:, 2:3]
+        y, cr, cb = colour.bgr_to_ycrcb(b, g, r, floor=torch.floor)
+        fused_y = self.student(colour.to_unit(y), colour.to_unit(ir_levels))[0]
+        out_b, out_g, out_r = colour.ycrcb_unit_to_bgr(fused_y, colour.to_unit(cr), colour.to_unit(cb))
+        bgr = torch.cat([colour.unit_to_levels(c, floor=torch.floor) for c in (out_b, out_g, out_r)], dim=1)
+        grey = colour.unit_to_levels(fused_y, floor=torch.floor)
+        return bgr.permute(0, 2, 3, 1).to(torch.uint8), grey.permute(0, 2, 3, 1).to(torch.uint8)
+
+    monkeypatch.setattr(EndToEndFusion, "forward", transpose_before_cast)
+    target = tmp_path / "a1.onnx"
+    with pytest.raises(SageEdgeError) as info:
+        export_onnx(load_student(official_checkpoint), target, check_pair=synthetic_pair)
+    message = str(info.value)
+    assert "\n" not in message and "uint8" in message and "(Transpose)" in message and "TensorRT 8.5" in message
+    assert not target.exists() and list(tmp_path.iterdir()) == []
+    with pytest.raises(SageEdgeError, match="opset 21: no supported TensorRT parses it"):
+        export_onnx(load_student(official_checkpoint), target, opset=21)
+
+
+def test_export_fp16_passes_every_version(official_onnx, tmp_path):
+    """export --fp16 = the FP32 export (above) + AutoCast: the FP16 model keeps opset 17 and passes everywhere."""
+    pytest.importorskip("modelopt")
+    from sage_edge.export.fp16 import convert_fp16
+
+    report = convert_fp16(official_onnx, tmp_path / "fp16.onnx")
+    assert report.opset == 17 and report.trt_versions == TRT_VERSIONS and report.fp16_nodes > 0
+    assert check_trt_compatible(report.path) == []
+    model = onnx.load(str(report.path))
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {17}
