@@ -209,6 +209,18 @@ def test_check_trt_without_onnx_says_how_to_install(tmp_path):
     assert "pip install onnx" in result.stderr and "Traceback" not in result.stderr
 
 
+def test_check_trt_runs_without_torch():
+    """A Jetson has onnx at most: check-trt (and build-engine's verdict) must not need torch."""
+    from sage_edge.zoo import resolve_model
+
+    code = ("import sys; sys.modules['torch'] = None; from sage_edge.cli import main; "
+            "from sage_edge.commands import build_engine; main()")
+    result = subprocess.run([sys.executable, "-c", code, "check-trt", str(resolve_model("default", want="onnx"))],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count(": OK (") == len(TRT_VERSIONS)
+
+
 def test_build_engine_refuses_before_the_parser(tmp_path, doubles):
     """build-engine prints check-trt's verdict for the installed TensorRT and stops there: no engine file."""
     from click.testing import CliRunner
