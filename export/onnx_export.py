@@ -1,7 +1,9 @@
 """Student -> ONNX, with a self-check: onnx.checker, onnxslim, and ONNX Runtime against torch.
 
 Uses torch's TorchScript-based exporter (``dynamo=False``): it needs only onnx,
-and gives plain opset-17 graphs that TensorRT 8.5+ parses.
+and gives plain opset-17 graphs that TensorRT 8.5+ parses. Nothing is written unless the
+graph passes TensorRT's ONNX parser rules (``sage_edge.export.trt_compat``) for every
+version that parses the requested opset (17: TensorRT 8.5, 8.6, 10 and 11).
 """
 from __future__ import annotations
 
@@ -16,6 +18,7 @@ import torch
 from sage_edge import io_contract as io
 from sage_edge.atomic import atomic_path
 from sage_edge.errors import SageEdgeError
+from sage_edge.export.trt_compat import require_opset_supported, require_trt_compatible
 from sage_edge.models.end_to_end import EndToEndFusion, FusedLuminance
 from sage_edge.models.student import StudentNet
 
@@ -35,6 +38,8 @@ class ExportReport:
     tolerance: float
     nodes_before_slim: int
     nodes_after_slim: int
+    # The TensorRT versions whose ONNX parser rules the written model passes (sage_edge.export.trt_compat).
+    trt_versions: tuple[str, ...] = ()
 
 
 def _export_module(student: StudentNet, io_kind: str) -> tuple[torch.nn.Module, tuple[str, ...], tuple[str, ...]]:
@@ -99,6 +104,7 @@ def export_onnx(
     import onnx
     import onnxruntime as ort
 
+    trt_versions = require_opset_supported(opset)
     student = student.eval()
     module, input_names, output_names = _export_module(student, io_kind)
     if check_pair is None:
@@ -147,6 +153,7 @@ def export_onnx(
         raise SageEdgeError(
             f"export check failed: ONNX Runtime differs from torch by {max_diff:g} (tolerance {tolerance:g})"
         )
+    require_trt_compatible(model, trt_versions, what="export")
     with atomic_path(output) as tmp:
         onnx.save(model, str(tmp))
     return ExportReport(
@@ -159,6 +166,7 @@ def export_onnx(
         tolerance=tolerance,
         nodes_before_slim=nodes_before,
         nodes_after_slim=len(model.graph.node),
+        trt_versions=trt_versions,
     )
 
 

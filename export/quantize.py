@@ -30,6 +30,8 @@ import numpy as np
 from sage_edge import io_contract as io
 from sage_edge.atomic import atomic_path
 from sage_edge.errors import SageEdgeError
+from sage_edge.export.opset import default_opset, downgrade_opset, max_output_difference
+from sage_edge.export.trt_compat import PORTABLE_OPSET, require_opset_supported, require_trt_compatible
 from sage_edge.pairs import ImagePair
 
 # "max" is the default: on the shared pairs it was more robust than entropy with few samples
@@ -52,6 +54,11 @@ class QuantizeReport:
     quantized_nodes: list[str] = field(default_factory=list)
     qdq_pairs: int = 0
     excluded_nodes: int = 0
+    opset: int = 0
+    # The TensorRT versions whose ONNX parser rules the written model passes (sage_edge.export.trt_compat).
+    trt_versions: tuple[str, ...] = ()
+    # ONNX Runtime, ModelOpt's opset-19 output vs the written opset-17 one (None: no conversion needed).
+    opset_conversion_diff: float | None = None
 
 
 def require_modelopt() -> None:
@@ -235,14 +242,44 @@ def quantize_onnx(model_path: str | os.PathLike, output: str | os.PathLike, pair
             raise SageEdgeError(f"{model_path}: ModelOpt produced no quantized model")
         quantized = onnx.load(str(target))
         onnx.checker.check_model(quantized)
+        quantized, versions, conversion_diff = _portable_opset(quantized, high_precision, data, kind)
+        require_trt_compatible(quantized, versions, what=f"quantize {model_path}")
         with atomic_path(output) as tmp:
-            shutil.copyfile(target, tmp)
+            onnx.save(quantized, str(tmp))
 
     q_nodes = [n for n in quantized.graph.node if n.op_type == "QuantizeLinear"]
     dq_outputs = {o for n in quantized.graph.node if n.op_type == "DequantizeLinear" for o in n.output}
     consumers = sorted({n.name for n in quantized.graph.node if any(i in dq_outputs for i in n.input)})
     return QuantizeReport(path=Path(output), io_kind=kind, method=method, samples=samples, calib_shape=shape,
-                          quantized_nodes=consumers, qdq_pairs=len(q_nodes), excluded_nodes=len(excluded))
+                          quantized_nodes=consumers, qdq_pairs=len(q_nodes), excluded_nodes=len(excluded),
+                          opset=default_opset(quantized), trt_versions=versions,
+                          opset_conversion_diff=conversion_diff)
+
+
+def _portable_opset(quantized: "object", high_precision: str, data: dict[str, np.ndarray], io_kind: str
+                    ) -> tuple["object", tuple[str, ...], float | None]:
+    """(model, TensorRT versions it is for, ORT difference of the conversion) for ModelOpt's opset-19 output.
+
+    ModelOpt writes int8 Q/DQ at opset 19 whatever opset it is asked for. With FP32 Q/DQ nothing of
+    opsets 18/19 is used, so the model goes down to opset 17, which TensorRT 8.5 and 8.6 parse, and
+    ONNX Runtime must give the same outputs (within the export check's tolerance) on a calibration
+    sample. FP16 Q/DQ (--high-precision fp16) exists only from opset 19 on (ONNX QuantizeLinear-19
+    adds float16 inputs), so that model stays at 19 and is for TensorRT 10 and 11; on 8.5/8.6, build
+    the FP32 Q/DQ model with ``build-engine --int8 --fp16`` instead.
+    """
+    from sage_edge.export.onnx_export import TOLERANCE
+
+    if high_precision == "fp16":
+        return quantized, require_opset_supported(default_opset(quantized)), None
+    converted = downgrade_opset(quantized, PORTABLE_OPSET)
+    if converted is quantized:
+        return quantized, require_opset_supported(default_opset(quantized)), None
+    sample = {name: values[:1] for name, values in data.items()}
+    diff = max_output_difference(quantized, converted, sample)
+    if not diff <= TOLERANCE[io_kind]:
+        raise SageEdgeError(f"opset {default_opset(quantized)} -> {PORTABLE_OPSET} conversion changed the quantized "
+                            f"model's outputs by {diff:g} (tolerance {TOLERANCE[io_kind]:g}); nothing written")
+    return converted, require_opset_supported(PORTABLE_OPSET), diff
 
 
 def _re_escape(name: str) -> str:

@@ -24,6 +24,7 @@ COMMANDS: dict[str, str] = {
     "eval": "sage_edge.commands.eval:eval_command",
     "quantize": "sage_edge.commands.quantize:quantize",
     "check-precision": "sage_edge.commands.check_precision:check_precision",
+    "check-trt": "sage_edge.commands.check_trt:check_trt",
     "build-engine": "sage_edge.commands.build_engine:build_engine",
     "verify": "sage_edge.commands.verify:verify",
     "doctor": "sage_edge.commands.doctor:doctor",

@@ -12,7 +12,6 @@ import os
 import urllib.error
 import urllib.request
 from dataclasses import dataclass
-from importlib import resources
 from pathlib import Path
 
 from sage_edge.atomic import atomic_path
@@ -58,8 +57,13 @@ def cache_dir() -> Path:
     return Path(base) / "sage-edge"
 
 
+ASSETS_DIR = Path(__file__).resolve().parent / "assets"
+
+
 def asset_path(file_name: str) -> Path:
-    return Path(str(resources.files("sage_edge") / "assets" / file_name))
+    # A plain path, not importlib.resources.files (Python 3.9+; JetPack 5.1's TensorRT needs Python 3.8).
+    # sage-edge installs as files (setup.cfg package_data), never as a zip, so the path exists.
+    return ASSETS_DIR / file_name
 
 
 def _entry_path(entry: ZooEntry, file_name: str) -> Path:

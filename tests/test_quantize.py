@@ -38,6 +38,19 @@ def _quantize(model: Path, out: Path, calib):
     return quantize_onnx(model, out, calib, method="max", samples=4, calib_shape=CALIB_SHAPE, progress=False)
 
 
+def _check_trt(report, versions=("8.5", "8.6", "10", "11")) -> None:
+    """ModelOpt writes opset 19; what sage-edge writes is opset 17 (FP32 Q/DQ) and passes check-trt."""
+    from sage_edge.export.onnx_export import TOLERANCE
+    from sage_edge.export.trt_compat import check_trt_compatible
+
+    assert report.trt_versions == versions
+    assert check_trt_compatible(report.path, versions) == []
+    model = onnx.load(str(report.path))
+    assert {o.version for o in model.opset_import if o.domain in ("", "ai.onnx")} == {report.opset}
+    if versions[0] == "8.5":
+        assert report.opset == 17 and report.opset_conversion_diff <= TOLERANCE[report.io_kind]
+
+
 def _check_qdq_placement(fp32: Path, qdq: Path, io: str) -> None:
     from sage_edge.export.quantize import qdq_consumers
 
@@ -73,6 +86,7 @@ def test_quantize_published_student_uint8(official_onnx, split, tmp_path):
     report = _quantize(official_onnx, tmp_path / "q.onnx", calib)
     assert report.io_kind == "uint8" and report.excluded_nodes > 20 and report.qdq_pairs >= 18
     _check_qdq_placement(official_onnx, report.path, "uint8")
+    _check_trt(report)
     _ort_fuses(report.path, held_back[0])
 
 
@@ -81,6 +95,10 @@ def test_quantize_published_student_float(official_float_onnx, split, tmp_path):
     report = _quantize(official_float_onnx, tmp_path / "qf.onnx", calib)
     assert report.io_kind == "float" and report.excluded_nodes == 0
     _check_qdq_placement(official_float_onnx, report.path, "float")
+    from sage_edge.export.trt_compat import check_trt_compatible
+
+    assert check_trt_compatible(official_float_onnx) == []  # export --io float
+    _check_trt(report)
     _ort_fuses(report.path, held_back[1])
 
 
@@ -94,6 +112,7 @@ def test_quantize_default_model(split, tmp_path):
     calib, held_back = split
     report = _quantize(default, tmp_path / "default.qdq.onnx", calib)
     _check_qdq_placement(default, report.path, report.io_kind)
+    _check_trt(report)
     _ort_fuses(report.path, held_back[2])
 
 
@@ -119,6 +138,8 @@ def test_quantize_cli(official_float_onnx, ivif_dir, tmp_path):
                      "--samples", "3", "--shape", "96x96")
     assert result.returncode == 0, result.stderr
     assert "INT8 Q/DQ" in result.stdout and "18 nodes" in result.stdout and out.is_file()
+    assert "check-trt: opset 17, converted down from ModelOpt's opset 19" in result.stdout
+    assert "passes the ONNX parser rules of TensorRT 8.5, 8.6, 10, 11" in result.stdout
     bad = run_cli("quantize", official_float_onnx, "--calib", tmp_path / "nowhere", "-o", tmp_path / "x.onnx")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.onnx").exists()
@@ -130,8 +151,10 @@ def test_fp16_high_precision_keeps_colour_maths_fp32(official_onnx, split, tmp_p
     from sage_edge.export.quantize import quantize_onnx
 
     calib, held_back = split
-    q = quantize_onnx(official_onnx, tmp_path / "q16.onnx", calib, samples=2, calib_shape=(96, 96),
-                      high_precision="fp16", progress=False).path
+    report = quantize_onnx(official_onnx, tmp_path / "q16.onnx", calib, samples=2, calib_shape=(96, 96),
+                           high_precision="fp16", progress=False)
+    _check_trt(report, versions=("10", "11"))  # FP16 Q/DQ needs opset 19: TensorRT 10 and 11 only
+    q = report.path
     cmp = compare_models(official_onnx, q, load_eval_images(held_back, (96, 96), 2), "INT8", 35, metrics=False,
                          progress=False)
     assert cmp.min_psnr > 30.0  # colour maths in FP16 gives ~6 dB

@@ -59,6 +59,7 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
     )
     if not model.is_file():
         raise SageEdgeError(f"{model}: no such ONNX file")
+    _check_parser_rules(model)
     try:
         report = EngineBuilder(options, echo=click.echo).build()
     except BuildError as exc:
@@ -87,3 +88,37 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
         else:
             click.echo(f"DLA core {report.dla_core}: every layer runs on the DLA")
     click.echo(f"sidecar: {report.sidecar}")
+
+
+def _installed_tensorrt() -> str | None:
+    """The installed TensorRT's version string, or None (the builder itself says how to install it)."""
+    try:
+        import tensorrt
+    except (ImportError, OSError):
+        return None
+    return str(getattr(tensorrt, "__version__", "")) or None
+
+
+def _check_parser_rules(model: Path) -> None:
+    """check-trt's verdict for the TensorRT that will build (every version when none is installed),
+    before the real parser runs: a refused model gets its reason, not "the parser reported N errors"."""
+    from sage_edge.export.trt_compat import TRT_VERSIONS, check_trt, version_key
+
+    installed = _installed_tensorrt()
+    key = version_key(installed) if installed else None
+    versions = (key,) if key else TRT_VERSIONS
+    which = f"TensorRT {', '.join(versions)}; " + (f"TensorRT {installed} is installed" if installed
+                                                   else "no TensorRT is installed here")
+    try:
+        report = check_trt(model, versions)
+    except SageEdgeError as exc:
+        if "pip install onnx" not in str(exc):
+            raise
+        click.echo(f"check-trt: skipped ({exc})")  # a Jetson without onnx: the real parser still checks
+        return
+    if report.violations:
+        for violation in report.violations:
+            click.echo(str(violation), err=True)
+        raise SageEdgeError(f"{model}: TensorRT's ONNX parser would refuse it ({len(report.violations)} "
+                            f"violation(s) above, rules of {which}); no engine built")
+    click.echo(f"check-trt: {model.name} passes the ONNX parser rules of {which}")

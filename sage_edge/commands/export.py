@@ -64,6 +64,8 @@ def export(model: str, output: Path, io_kind: str, opset: int, height: int | Non
                                   simplify=simplify)
         click.echo(f"wrote {fp16_report.path} (FP16 via ModelOpt AutoCast, io={fp16_report.io_kind} kept; "
                    f"{fp16_report.fp16_nodes} nodes FP16, {fp16_report.fp32_nodes} FP32)")
+        click.echo(f"check-trt: opset {fp16_report.opset}, passes the ONNX parser rules of TensorRT "
+                   f"{', '.join(fp16_report.trt_versions)}")
         return
     report = export_onnx(student, output, io_kind=io_kind, opset=opset,
                          static_size=(height, width) if height else None, check_pair=pair, simplify=simplify)
@@ -73,3 +75,4 @@ def export(model: str, output: Path, io_kind: str, opset: int, height: int | Non
                f"{report.nodes_before_slim}->{report.nodes_after_slim} nodes after onnxslim)")
     click.echo(f"check: ONNX Runtime vs torch on {source} {report.check_shape[1]}x{report.check_shape[0]}: "
                f"max abs diff {report.max_abs_diff:g} (tolerance {report.tolerance:g}) OK")
+    click.echo(f"check-trt: passes the ONNX parser rules of TensorRT {', '.join(report.trt_versions)}")

@@ -52,3 +52,11 @@ def quantize(model: Path, calib: Path, output: Path, method: str, samples: int, 
                f"{report.samples} crops of {h}x{w} from {len(pairs)} pairs)")
     click.echo(f"quantized: {len(report.quantized_nodes)} nodes ({report.qdq_pairs} Q/DQ pairs); "
                f"kept in {high_precision}: {report.excluded_nodes} colour-maths/cast nodes")
+    converted = ("" if report.opset_conversion_diff is None else
+                 f", converted down from ModelOpt's opset 19 (ONNX Runtime max abs diff "
+                 f"{report.opset_conversion_diff:g})")
+    click.echo(f"check-trt: opset {report.opset}{converted}; passes the ONNX parser rules of TensorRT "
+               f"{', '.join(report.trt_versions)}")
+    if high_precision == "fp16":
+        click.echo("note: FP16 Q/DQ needs opset 19, which TensorRT 8.5/8.6 do not parse; there, build the "
+                   "--high-precision fp32 model with `build-engine --int8 --fp16`")
