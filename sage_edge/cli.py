@@ -50,13 +50,41 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except ModuleNotFoundError as exc:  # an optional extra that is not installed
+                from sage_edge.extras import missing_module_error
+
+                error = missing_module_error(exc, ctx.invoked_subcommand)
+                if error is None:
+                    raise
+                raise error from None
+            except OSError as exc:  # a write (or read) the library did not turn into a SageEdgeError itself
+                error = _os_error(exc)
+                if error is None:
+                    raise
+                raise error from None
         except SageEdgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def _os_error(exc: OSError) -> SageEdgeError | None:
+    """One line for an OSError that names a file (a folder the user cannot write, a full disk, ...)."""
+    import errno
+
+    from sage_edge.atomic import WRITE_ERRNOS, output_error
+
+    if exc.filename is None:  # a failed write() names no file; other unnamed OSErrors are bugs to see in full
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return SageEdgeError("no space left on the output disk; free some space or write elsewhere")
+        return None
+    if exc.errno in WRITE_ERRNOS:
+        return output_error(exc.filename, exc)
+    return SageEdgeError(f"{exc.filename}: {exc.strerror or exc}; check the path and its permissions")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
