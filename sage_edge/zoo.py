@@ -130,7 +130,11 @@ def fetch(name: str, url: str | None = None, force: bool = False, progress: bool
                         bar.update(len(chunk))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise SageEdgeError(f"download of '{name}' from {source} failed: {reason}") from None
+            raise SageEdgeError(
+                f"download of '{name}' from {source} failed: {reason}; offline? download {entry.url} on a "
+                f"connected machine, then run `sage-edge fetch {name} --url file:///path/to/{Path(entry.url).name}` "
+                f"(or copy it to {target} and run `sage-edge fetch {name}` to verify it)"
+            ) from None
         if digest.hexdigest() != entry.sha256:
             raise SageEdgeError(
                 f"download of '{name}' from {source} is corrupt: sha256 {digest.hexdigest()[:16]}..., "
