@@ -68,14 +68,10 @@ def require_modelopt() -> None:
 
 
 def parse_shape(text: str, what: str = "shape") -> tuple[int, int]:
-    """'HxW' -> (H, W), one-line error otherwise."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SageEdgeError(f"{what} '{text}': expected HxW, e.g. 480x640") from None
-    if h < 16 or w < 16:
-        raise SageEdgeError(f"{what} '{text}': height and width must be at least 16")
-    return h, w
+    """A WIDTHxHEIGHT flag value (``sage_edge.sizes``, as every size flag) -> (H, W); one-line errors."""
+    from sage_edge.sizes import parse_size_hw
+
+    return parse_size_hw(text, what, minimum=16)
 
 
 def model_io_kind(model: "object") -> str:
@@ -166,13 +162,19 @@ def _drop_cpu_only_noise(record: "object") -> bool:
 
 @contextlib.contextmanager
 def _quiet_logs() -> Iterable[None]:
+    """Errors only from ModelOpt while it runs: its INFO/WARNING lines (~80 per check-precision, to stdout)
+    would bury our report. ``logging.disable`` holds even though ModelOpt reconfigures its loggers and
+    handlers on every import and call."""
     import logging
 
     logger = logging.getLogger("modelopt.onnx")
     logger.addFilter(_drop_cpu_only_noise)
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.WARNING))
     try:
         yield
     finally:
+        logging.disable(previous)
         logger.removeFilter(_drop_cpu_only_noise)
 
 

@@ -112,8 +112,8 @@ def test_optimization_profile_and_sidecar(version, doubles, models, tmp_path):
 
     trt, _ = doubles(version)
     out = tmp_path / "eng" / "model.engine"
-    options = _options(models["uint8"], tmp_path, output=out, min_shape=parse_hw("120x160", "m"),
-                       opt_shape=parse_hw("480x640", "o"), max_shape=parse_hw("720x1280", "x"), workspace_mib=256)
+    options = _options(models["uint8"], tmp_path, output=out, min_shape=parse_hw("160x120", "m"),
+                       opt_shape=parse_hw("640x480", "o"), max_shape=parse_hw("1280x720", "x"), workspace_mib=256)
     report = _builder(options, prepare_fp16=lambda s, t: shutil.copyfile(s, t)).build()
     shapes = {d[0]: d[1:] for api, d in trt.CALLS if api == "profile.set_shape"}
     assert shapes["ir"] == ((1, 120, 160, 1), (1, 480, 640, 1), (1, 720, 1280, 1))  # NHWC uint8 graph
