@@ -77,7 +77,8 @@ def resolve_model(spec: str | os.PathLike, want: str = "any") -> Path:
         if want in ("any", "onnx") and entry.onnx_file:
             path = _entry_path(entry, entry.onnx_file)
         elif want == "onnx":
-            raise SageEdgeError(f"model '{spec_str}' has no bundled ONNX; export it with `sage-edge export --model {spec_str}`")
+            raise SageEdgeError(f"model '{spec_str}' has no bundled ONNX; export it with "
+                                f"`sage-edge export --model {spec_str} -o {spec_str}.onnx`, then use --model {spec_str}.onnx")
         else:
             path = _entry_path(entry, entry.weights_file)
         if not path.is_file():
