@@ -53,7 +53,7 @@ def reference_inputs(io_kind: str, pairs: Sequence[ImagePair] | None, shape: tup
 def convert_model_fp16(model_path: str | os.PathLike, pairs: Sequence[ImagePair] | None = None,
                        shape: tuple[int, int] | None = None) -> "object":
     """An FP16 onnx.ModelProto of ``model_path`` (I/O types and colour maths kept), not written anywhere."""
-    from sage_edge.export.quantize import (model_io_kind, nodes_outside_network, require_modelopt,
+    from sage_edge.export.quantize import (_quiet_logs, model_io_kind, nodes_outside_network, require_modelopt,
                                            static_input_shape)
 
     require_modelopt()
@@ -71,14 +71,15 @@ def convert_model_fp16(model_path: str | os.PathLike, pairs: Sequence[ImagePair]
     with tempfile.TemporaryDirectory(prefix="sage-edge-fp16-") as scratch:
         reference = Path(scratch) / "reference.npz"
         np.savez(reference, **reference_inputs(kind, pairs, shape))
-        converted = convert_to_mixed_precision(
-            str(model_path),
-            low_precision_type="fp16",
-            keep_io_types=True,
-            nodes_to_exclude=excluded,
-            calibration_data=str(reference),
-            providers=["cpu"],
-        )
+        with _quiet_logs():
+            converted = convert_to_mixed_precision(
+                str(model_path),
+                low_precision_type="fp16",
+                keep_io_types=True,
+                nodes_to_exclude=excluded,
+                calibration_data=str(reference),
+                providers=["cpu"],
+            )
     return converted
 
 
