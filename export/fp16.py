@@ -118,7 +118,9 @@ def is_fp16_model(model_path: str | os.PathLike) -> bool:
     """True when any initializer or Cast produces FP16: an AutoCast (or otherwise FP16) model."""
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    from sage_edge.export.quantize import load_onnx_model
+
+    model = load_onnx_model(model_path, load_external_data=False)
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         return True
     return any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)

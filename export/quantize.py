@@ -262,8 +262,20 @@ def qdq_consumers(model_path: str | os.PathLike) -> dict[str, str]:
     return {n.name: n.op_type for n in model.graph.node if any(i in dq_outputs for i in n.input)}
 
 
-def is_qdq_model(model_path: str | os.PathLike) -> bool:
+def load_onnx_model(model_path: str | os.PathLike, **options: object) -> "object":
+    """onnx.load with one-line errors: a missing file or one that is not an ONNX model says so."""
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise SageEdgeError(f"{model_path}: no such ONNX model file")
+    try:
+        return onnx.load(str(model_path), **options)
+    except Exception as exc:  # protobuf raises its own DecodeError (and others) for files that are not ONNX
+        raise SageEdgeError(f"{model_path}: not a readable ONNX model ({type(exc).__name__}); "
+                            "give an .onnx file made by `sage-edge export`") from None
+
+
+def is_qdq_model(model_path: str | os.PathLike) -> bool:
+    model = load_onnx_model(model_path, load_external_data=False)
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)

@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from sage_edge.errors import SageEdgeError
-from sage_edge.imageio import as_ir, as_visible
+from sage_edge.imageio import as_ir, as_visible, check_not_swapped
 from sage_edge.runtime.backend import Backend, open_backend
 from sage_edge.runtime.fuser import Fuser
 from sage_edge.runtime.outputs import Output, open_output
@@ -207,6 +207,7 @@ class Preprocessor:
         self.normaliser = ThermalNormaliser(smoothing=smoothing)
         self.registration = registration
         self.vis_size = vis_size
+        self._checked_order = False
 
     def ir(self, raw: np.ndarray) -> np.ndarray:
         single = raw.ndim == 2 or (raw.ndim == 3 and raw.shape[2] == 1)
@@ -223,6 +224,9 @@ class Preprocessor:
     def __call__(self, ir_raw: np.ndarray, vis_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
+        if not self._checked_order:  # the first pair tells whether --ir and --vis were given the wrong way round
+            check_not_swapped(ir_raw, vis_raw, "from --ir", "from --vis", hint="swap --ir and --vis")
+            self._checked_order = True
         vis = as_visible(vis_raw)
         if self.vis_size is not None and (vis.shape[1], vis.shape[0]) != self.vis_size:
             vis = cv2.resize(vis, self.vis_size, interpolation=cv2.INTER_AREA)

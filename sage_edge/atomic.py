@@ -66,22 +66,29 @@ def _is_about(exc: OSError, *paths: Path) -> bool:
         Path(os.fspath(exc.filename)).parent in {p.parent for p in paths}
 
 
+def _probe(folder: Path) -> OSError | None:
+    """Create and remove a temporary file in the nearest existing folder at or above ``folder``."""
+    existing = next((p for p in [folder, *folder.parents] if p.is_dir()), Path("."))
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".sage-edge-probe.", dir=existing)
+    except OSError as exc:
+        return exc
+    os.close(fd)
+    os.unlink(probe)
+    return None
+
+
 def check_writable(path: str | os.PathLike) -> None:
     """Fail now, with one line, if a file could not be created at ``path`` (permissions, read-only or
     missing folder, a file in the way). Creates nothing: it probes the nearest existing folder."""
     path = Path(path)
     if path.is_dir():
         raise output_error(path, IsADirectoryError(errno.EISDIR, "is a directory"))
-    blocking = _blocking_file(path.parent)
-    if blocking is not None:
+    if _blocking_file(path.parent) is not None:
         raise output_error(path, NotADirectoryError(errno.ENOTDIR, "not a directory"))
-    folder = next(p for p in [path.parent, *path.parents] if p.is_dir()) if str(path.parent) else Path(".")
-    try:
-        fd, probe = tempfile.mkstemp(prefix=".sage-edge-probe.", dir=folder)
-    except OSError as exc:
-        raise output_error(path, exc) from None
-    os.close(fd)
-    os.unlink(probe)
+    problem = _probe(path.parent)
+    if problem is not None:
+        raise output_error(path, problem)
 
 
 def check_writable_dir(folder: str | os.PathLike) -> None:
@@ -89,7 +96,11 @@ def check_writable_dir(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
         raise SageEdgeError(f"{folder}: is a file; give a folder for the output")
-    check_writable(folder / ".sage-edge-output")
+    if _blocking_file(folder) is not None:
+        raise output_error(folder, NotADirectoryError(errno.ENOTDIR, "not a directory"))
+    problem = _probe(folder)
+    if problem is not None:
+        raise output_error(folder, problem)
 
 
 @contextlib.contextmanager
@@ -100,6 +111,8 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     ``SageEdgeError`` (``output_error``); the temporary file is removed in every case.
     """
     final_path = Path(final_path)
+    # Folders this call creates are removed again if it fails: a failure leaves nothing behind.
+    created = [p for p in [final_path.parent, *final_path.parent.parents] if not p.exists()]
     try:
         final_path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(
@@ -107,9 +120,11 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
             dir=final_path.parent,
         )
     except OSError as exc:
+        _remove_empty(created)
         raise output_error(final_path, exc) from None
     os.close(fd)
     tmp_path = Path(tmp_name)
+    done = False
     try:
         # mkstemp creates 0600; give the output the permissions a plain open() would (0666 & ~umask).
         umask = os.umask(0)
@@ -117,6 +132,7 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
         os.chmod(tmp_path, 0o666 & ~umask)
         yield tmp_path
         os.replace(tmp_path, final_path)
+        done = True
     except OSError as exc:
         if not _is_about(exc, final_path, tmp_path):
             raise
@@ -124,6 +140,17 @@ def atomic_path(final_path: str | os.PathLike, suffix: str | None = None) -> Ite
     finally:
         if tmp_path.exists():
             tmp_path.unlink()
+        if not done:
+            _remove_empty(created)
+
+
+def _remove_empty(folders: list[Path]) -> None:
+    """Remove folders (deepest first) if they are empty; never fails."""
+    for folder in folders:
+        try:
+            folder.rmdir()
+        except OSError:
+            break
 
 
 def write_bytes_atomic(final_path: str | os.PathLike, data: bytes) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import sys
 
 import click
@@ -59,17 +60,35 @@ class LazyGroup(click.Group):
                 if error is None:
                     raise
                 raise error from None
+            except BrokenPipeError:  # `sage-edge doctor | head -1`: the reader left; stop quietly, as Unix tools do
+                _silence_stdout()
+                sys.exit(1)
             except OSError as exc:  # a write (or read) the library did not turn into a SageEdgeError itself
                 error = _os_error(exc)
                 if error is None:
                     raise
                 raise error from None
+        except click.UsageError as exc:  # a wrong option or argument: one line too, with where to look
+            where = f"; see `{exc.ctx.command_path} -h`" if exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            click.echo(f"error: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
         except SageEdgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail again on the closed pipe."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
 
 
 def _os_error(exc: OSError) -> SageEdgeError | None:

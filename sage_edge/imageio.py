@@ -31,9 +31,10 @@ def _check_not_truncated(path: Path, data: bytes) -> None:
     # libpng/libjpeg often decode a truncated file "successfully" (grey fill + a warning on
     # stderr), so look for the format's end marker ourselves.
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
-        raise SageEdgeError(f"{path}: truncated PNG (no IEND chunk)")
+        raise SageEdgeError(f"{path}: truncated PNG (no IEND chunk): the file is incomplete; copy or save it again")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        raise SageEdgeError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise SageEdgeError(f"{path}: truncated JPEG (no end-of-image marker): the file is incomplete; "
+                            "copy or save it again")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -99,12 +100,12 @@ def is_colour(image: np.ndarray, min_mean_spread: float = 0.5) -> bool:
 
 
 def check_not_swapped(ir_raw: np.ndarray, vis_raw: np.ndarray, ir_name: object = "IR",
-                      vis_name: object = "visible") -> None:
+                      vis_name: object = "visible", hint: str = "IR comes first: sage-edge fuse IR VIS") -> None:
     """A colour IR next to a grey visible image means the two were given the wrong way round."""
     if is_colour(ir_raw) and as_visible(vis_raw).ndim == 2:
         raise SageEdgeError(
             f"the IR image {ir_name} is in colour but the visible image {vis_name} is grey: they look swapped "
-            "(IR comes first: sage-edge fuse IR VIS); a false-colour thermal image must be saved as grey first"
+            f"({hint}); a false-colour thermal image must be saved as grey first"
         )
 
 

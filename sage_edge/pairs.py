@@ -97,7 +97,7 @@ def find_datasets(root: str | os.PathLike) -> dict[str, Pairs]:
     """``{dataset name: pairs}`` for a dataset folder, or for a root holding dataset sub-folders."""
     root = Path(root)
     if not root.is_dir():
-        raise SageEdgeError(f"{root}: no such directory")
+        raise SageEdgeError(f"{root}: no such directory; give a folder holding ir/ and vis/ (or folders of them)")
     if find_pair_folders(root) is not None:
         return {root.name: pair_dataset(root)}
     datasets = {

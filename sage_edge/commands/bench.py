@@ -80,6 +80,9 @@ def bench(models, backends, precisions, resolutions, warmup, iterations, duratio
     for spec in models:  # a typo fails now, before any input is loaded or anything is timed
         if spec not in ZOO:
             resolve_model(spec)
+    if data_dir is not None and not data_dir.is_dir():
+        raise SageEdgeError(f"--data {data_dir}: no such directory (leave --data out to use ../shared/data/ivif "
+                            "or synthetic pairs)")
     cells = bm.grid(models, list(backends) or ["onnxruntime"], list(precisions) or ["fp32"], sizes, pipeline)
     inputs = bm.load_inputs(data_dir, frames=frames, seed=seed, echo=click.echo)
     backend_options = {"onnxruntime": {"intra_op_threads": threads}} if threads else None

@@ -58,6 +58,9 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
     )
     if not model.is_file():
         raise SageEdgeError(f"{model}: no such ONNX file")
+    if model.suffix.lower() != ".onnx":
+        raise SageEdgeError(f"{model}: build-engine takes an ONNX model; export weights first "
+                            f"(`sage-edge export --model {model} -o {model.stem}.onnx`)")
     try:
         report = EngineBuilder(options, echo=click.echo).build()
     except BuildError as exc:

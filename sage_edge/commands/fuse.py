@@ -1,6 +1,7 @@
 """sage-edge fuse IR VIS -o OUT  |  sage-edge fuse --demo -o OUT"""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -90,7 +91,7 @@ def fuse(ir: Path | None, vis: Path | None, output: Path, demo: bool, model: str
                 if single:
                     raise
                 failed.append(f"{pair.stem}: {exc}")
-                tqdm.write(f"skipped {pair.stem}: {exc}", file=click.get_text_stream("stderr"))
+                tqdm.write(f"skipped {pair.stem}: {exc}", file=sys.stderr)
                 continue
             write_image(target, fused)  # an output that cannot be written stops the whole run (one line)
     if single:
