@@ -91,7 +91,7 @@ class BuildOptions:
         for name, shape in (("--min-shape", self.min_shape), ("--opt-shape", self.opt_shape),
                             ("--max-shape", self.max_shape)):
             if shape:
-                flags.append(f"{name} {shape[0]}x{shape[1]}")
+                flags.append(f"{name} {_wxh(shape)}")
         if self.dla_core is not None:
             flags.append(f"--dla-core {self.dla_core}" + (" --gpu-fallback" if self.gpu_fallback else ""))
         if self.version_compatible:
@@ -148,19 +148,19 @@ def network_flags(trt: Any, version: tuple[int, int, int], strongly_typed: bool)
 
 # ----------------------------------------------------------------------------------------------
 def parse_hw(text: str, what: str) -> tuple[int, int]:
-    """``HxW`` (e.g. 480x640), or trtexec's spec ``name:dims[,name:dims]`` (e.g. ``ir:1x480x640x1,vis:1x480x640x3``
-    for the uint8 graph, ``vis_y:1x1x480x640,ir:1x1x480x640`` for the float graph): the frame height and width."""
+    """A frame size: WIDTHxHEIGHT (``sage_edge.sizes``, as every size flag), or trtexec's spec
+    ``name:dims[,name:dims]`` (e.g. ``ir:1x480x640x1,vis:1x480x640x3`` for the uint8 graph,
+    ``vis_y:1x1x480x640,ir:1x1x480x640`` for the float graph) -> (height, width)."""
     text = str(text).strip()
     if ":" in text:
         return _parse_trtexec_shapes(text, what)
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SageEdgeError(f"{what} '{text}': expected HxW, e.g. 480x640, or trtexec's "
-                            "name:dims, e.g. ir:1x480x640x1,vis:1x480x640x3") from None
-    if h < 1 or w < 1:
-        raise SageEdgeError(f"{what} '{text}': height and width must be positive")
-    return h, w
+    from sage_edge.sizes import parse_size_hw
+
+    return parse_size_hw(text, what)
+
+
+def _wxh(hw: tuple[int, int]) -> str:
+    return f"{hw[1]}x{hw[0]}"
 
 
 def _parse_trtexec_shapes(text: str, what: str) -> tuple[int, int]:
@@ -185,7 +185,7 @@ def _parse_trtexec_shapes(text: str, what: str) -> tuple[int, int]:
         elif name == io_contract.VIS_Y or nchw:
             found.add((dims[2], dims[3]))
         else:
-            raise SageEdgeError(f"{what} '{text}': cannot tell the layout of {name}:{dims_text}; give HxW instead")
+            raise SageEdgeError(f"{what} '{text}': cannot tell the layout of {name}:{dims_text}; give WIDTHxHEIGHT instead")
     if len(found) != 1:
         raise SageEdgeError(f"{what} '{text}': the inputs must share one height and width, got "
                             + ", ".join(f"{h}x{w}" for h, w in sorted(found)))
@@ -332,7 +332,7 @@ class EngineBuilder:
             if not (o.fp16 or o.int8):
                 raise SageEdgeError("DLA runs only FP16 or INT8: add --fp16 or --int8 to --dla-core")
             if o.min_shape and o.max_shape and o.min_shape != o.max_shape:
-                raise SageEdgeError("DLA needs static shapes: give one size (--opt-shape HxW) or export with "
+                raise SageEdgeError("DLA needs static shapes: give one size (--opt-shape WxH) or export with "
                                     "--height/--width; --min-shape and --max-shape must equal it")
             unavailable = dla_unavailable_reason(self.version)
             if unavailable:
@@ -469,7 +469,7 @@ class EngineBuilder:
             static = [tuple(int(d) for d in t.shape) for t in inputs]
             for name, shape in (("--min-shape", o.min_shape), ("--opt-shape", o.opt_shape), ("--max-shape", o.max_shape)):
                 if shape is not None and not any(_hw(s, io_kind) == shape for s in static):
-                    raise SageEdgeError(f"{name} {shape[0]}x{shape[1]}: the ONNX has static inputs "
+                    raise SageEdgeError(f"{name} {_wxh(shape)}: the ONNX has static inputs "
                                         f"{[list(s) for s in static]}; re-export it with --height/--width")
             return None, None
         low, high = o.min_shape or DEFAULT_MIN_SHAPE, o.max_shape or DEFAULT_MAX_SHAPE
@@ -478,7 +478,8 @@ class EngineBuilder:
         if o.dla_core is not None:  # DLA: static shapes only
             low = high = opt
         if not (low[0] <= opt[0] <= high[0] and low[1] <= opt[1] <= high[1]):
-            raise SageEdgeError(f"shapes must satisfy min <= opt <= max: {low}, {opt}, {high}")
+            raise SageEdgeError(f"shapes must satisfy min <= opt <= max in width and height: "
+                                f"{_wxh(low)}, {_wxh(opt)}, {_wxh(high)} (WIDTHxHEIGHT)")
         profile = builder.create_optimization_profile()
         record: dict[str, dict[str, list[int]]] = {}
         for t in dynamic:

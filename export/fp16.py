@@ -62,7 +62,7 @@ def reference_inputs(io_kind: str, pairs: Sequence[ImagePair] | None, shape: tup
 def convert_model_fp16(model_path: str | os.PathLike, pairs: Sequence[ImagePair] | None = None,
                        shape: tuple[int, int] | None = None) -> "object":
     """An FP16 onnx.ModelProto of ``model_path`` (I/O types and colour maths kept), not written anywhere."""
-    from sage_edge.export.quantize import (model_io_kind, nodes_outside_network, require_modelopt,
+    from sage_edge.export.quantize import (_quiet_logs, model_io_kind, nodes_outside_network, require_modelopt,
                                            static_input_shape)
 
     require_modelopt()
@@ -80,17 +80,18 @@ def convert_model_fp16(model_path: str | os.PathLike, pairs: Sequence[ImagePair]
     with tempfile.TemporaryDirectory(prefix="sage-edge-fp16-") as scratch:
         reference = Path(scratch) / "reference.npz"
         np.savez(reference, **reference_inputs(kind, pairs, shape))
-        converted = convert_to_mixed_precision(
-            str(model_path),
-            low_precision_type="fp16",
-            keep_io_types=True,
-            nodes_to_exclude=excluded,
-            calibration_data=str(reference),
-            providers=["cpu"],
-            # Pin the source's opset (17 by default, the highest TensorRT 8.5/8.6 parse). ModelOpt 0.47 keeps
-            # it when asked nothing too, but its docstring names 19 as the fp16 default.
-            opset=default_opset(model),
-        )
+        with _quiet_logs():
+            converted = convert_to_mixed_precision(
+                str(model_path),
+                low_precision_type="fp16",
+                keep_io_types=True,
+                nodes_to_exclude=excluded,
+                calibration_data=str(reference),
+                providers=["cpu"],
+                # Pin the source's opset (17 by default, the highest TensorRT 8.5/8.6 parse). ModelOpt 0.47 keeps
+                # it when asked nothing too, but its docstring names 19 as the fp16 default.
+                opset=default_opset(model),
+            )
     return converted
 
 
@@ -144,7 +145,9 @@ def is_fp16_model(model_path: str | os.PathLike) -> bool:
     """True when any initializer or Cast produces FP16: an AutoCast (or otherwise FP16) model."""
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    from sage_edge.export.quantize import load_onnx_model
+
+    model = load_onnx_model(model_path, load_external_data=False)
     if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
         return True
     return any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)

@@ -75,14 +75,10 @@ def require_modelopt() -> None:
 
 
 def parse_shape(text: str, what: str = "shape") -> tuple[int, int]:
-    """'HxW' -> (H, W), one-line error otherwise."""
-    try:
-        h, w = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SageEdgeError(f"{what} '{text}': expected HxW, e.g. 480x640") from None
-    if h < 16 or w < 16:
-        raise SageEdgeError(f"{what} '{text}': height and width must be at least 16")
-    return h, w
+    """A WIDTHxHEIGHT flag value (``sage_edge.sizes``, as every size flag) -> (H, W); one-line errors."""
+    from sage_edge.sizes import parse_size_hw
+
+    return parse_size_hw(text, what, minimum=16)
 
 
 def model_io_kind(model: "object") -> str:
@@ -173,13 +169,19 @@ def _drop_cpu_only_noise(record: "object") -> bool:
 
 @contextlib.contextmanager
 def _quiet_logs() -> Iterable[None]:
+    """Errors only from ModelOpt while it runs: its INFO/WARNING lines (~80 per check-precision, to stdout)
+    would bury our report. ``logging.disable`` holds even though ModelOpt reconfigures its loggers and
+    handlers on every import and call."""
     import logging
 
     logger = logging.getLogger("modelopt.onnx")
     logger.addFilter(_drop_cpu_only_noise)
+    previous = logging.root.manager.disable
+    logging.disable(max(previous, logging.WARNING))
     try:
         yield
     finally:
+        logging.disable(previous)
         logger.removeFilter(_drop_cpu_only_noise)
 
 
@@ -297,8 +299,20 @@ def qdq_consumers(model_path: str | os.PathLike) -> dict[str, str]:
     return {n.name: n.op_type for n in model.graph.node if any(i in dq_outputs for i in n.input)}
 
 
-def is_qdq_model(model_path: str | os.PathLike) -> bool:
+def load_onnx_model(model_path: str | os.PathLike, **options: object) -> "object":
+    """onnx.load with one-line errors: a missing file or one that is not an ONNX model says so."""
     import onnx
 
-    model = onnx.load(str(model_path), load_external_data=False)
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise SageEdgeError(f"{model_path}: no such ONNX model file")
+    try:
+        return onnx.load(str(model_path), **options)
+    except Exception as exc:  # protobuf raises its own DecodeError (and others) for files that are not ONNX
+        raise SageEdgeError(f"{model_path}: not a readable ONNX model ({type(exc).__name__}); "
+                            "give an .onnx file made by `sage-edge export`") from None
+
+
+def is_qdq_model(model_path: str | os.PathLike) -> bool:
+    model = load_onnx_model(model_path, load_external_data=False)
     return any(n.op_type in ("QuantizeLinear", "DequantizeLinear") for n in model.graph.node)

@@ -27,8 +27,9 @@ class Fuser:
 
     def __init__(self, backend: Backend) -> None:
         self.backend = backend
-        self.io_kind = io.io_kind(
-            [t.name for t in backend.inputs], [t.name for t in backend.outputs], backend.describe()
+        self.io_kind = io.io_kind(  # errors name the model file when the backend knows it
+            [t.name for t in backend.inputs], [t.name for t in backend.outputs],
+            str(getattr(backend, "model_path", None) or backend.describe()),
         )
         self._input_dtypes = {t.name: t.dtype for t in backend.inputs}
 

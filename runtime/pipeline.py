@@ -33,7 +33,7 @@ from typing import Callable, Iterable, Sequence
 import numpy as np
 
 from sage_edge.errors import SageEdgeError
-from sage_edge.imageio import as_ir, as_visible
+from sage_edge.imageio import as_ir, as_visible, check_not_swapped
 from sage_edge.runtime.backend import Backend, open_backend
 from sage_edge.runtime.fuser import Fuser
 from sage_edge.runtime.outputs import Output, open_output
@@ -116,6 +116,7 @@ class RunSummary:
     stop_reason: str
     backend: str
     timings: dict = field(default_factory=dict)
+    live: bool = True  # False: both sources are files, read as fast as the pipeline takes them
 
     def as_dict(self) -> dict:
         return dict(self.__dict__)
@@ -134,6 +135,10 @@ class RunSummary:
         ]
         if any(self.reconnects.values()):
             lines.append("reconnects: " + ", ".join(f"{k} {v}" for k, v in self.reconnects.items()))
+        if not self.live:
+            lines.append("note: file sources are read as fast as the pipeline takes them, so latency includes the "
+                         "time a pair waits in the queue for the frames ahead of it; a camera's capture-to-output "
+                         "latency is about the sum of the stage times")
         return "\n".join(lines)
 
 
@@ -202,6 +207,7 @@ class Preprocessor:
         self.normaliser = ThermalNormaliser(smoothing=smoothing)
         self.registration = registration
         self.vis_size = vis_size
+        self._checked_order = False
 
     def ir(self, raw: np.ndarray) -> np.ndarray:
         single = raw.ndim == 2 or (raw.ndim == 3 and raw.shape[2] == 1)
@@ -218,6 +224,9 @@ class Preprocessor:
     def __call__(self, ir_raw: np.ndarray, vis_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         import cv2
 
+        if not self._checked_order:  # the first pair tells whether --ir and --vis were given the wrong way round
+            check_not_swapped(ir_raw, vis_raw, "from --ir", "from --vis", hint="swap --ir and --vis")
+            self._checked_order = True
         vis = as_visible(vis_raw)
         if self.vis_size is not None and (vis.shape[1], vis.shape[0]) != self.vis_size:
             vis = cv2.resize(vis, self.vis_size, interpolation=cv2.INTER_AREA)
@@ -292,9 +301,11 @@ class Pipeline:
         loop: bool = False,
         vis_size: tuple[int, int] | None = None,
         vis_fps: float | None = None,
+        ir_fps: float | None = None,
         smoothing: float = 0.8,
         queue_size: int = 2,
         log: Callable[[str], None] | None = None,
+        status_interval_s: float | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise SageEdgeError(f"unknown layout '{layout}'; choose from {', '.join(LAYOUTS)}")
@@ -316,7 +327,7 @@ class Pipeline:
         self.backend_factory = backend_factory
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.sources = [
-            ir if isinstance(ir, Source) else open_source(ir, ir_format=ir_format, loop=loop),
+            ir if isinstance(ir, Source) else open_source(ir, ir_format=ir_format, loop=loop, fps=ir_fps),
             vis if isinstance(vis, Source) else open_source(vis, loop=loop, size=vis_size, fps=vis_fps),
         ]
         self.live = any(s.live for s in self.sources)
@@ -329,7 +340,9 @@ class Pipeline:
         self.max_skew = None if max_skew_ms is None else max_skew_ms / 1000.0
         self.pairer = Pairer(self.max_skew, live=self.live, periods=(self.sources[0].period, self.sources[1].period))
         periods = [s.period for s in self.sources if s.period]
-        self.output_fps = float(vis_fps or (1.0 / max(periods) if periods else 30.0))
+        # Pairs come at the slower source's rate: a video recorded at it plays at the speed of the scene.
+        self.output_fps = float(1.0 / max(periods) if periods else 30.0)
+        self.status_interval_s = status_interval_s
         self.outputs: list[Output] = []
         try:
             for o in outputs:
@@ -408,6 +421,18 @@ class Pipeline:
             "reconnects": {side: t.reconnects for side, t in zip(SIDES, self._source_threads)},
             "backend": self.backend_name,
         }
+
+    def status_line(self) -> str:
+        """One line for the terminal while running: frames, FPS, latency and skew p50, drops."""
+        s = self.status()
+
+        def ms(value: float | None) -> str:
+            return "-" if value is None else f"{value:.1f} ms"
+
+        drops = "/".join(str(s["drops"][k]) for k in ("ir", "vis", "pairs", "output"))
+        return (f"run: {s['frames']} frames, {s['fps']:.1f} FPS, latency p50 {ms(s['latency_ms_p50'])}, "
+                f"pairing skew p50 {ms(s['pairing_skew_ms_p50'])}, drops ir/vis/pairs/output {drops}"
+                + ("" if s["state"] == "running" else f" ({s['state']})"))
 
     # ------------------------------------------------------------------ capture -> pairer
     def _file_sink(self, side: int) -> Callable[[Frame | None], bool]:
@@ -584,10 +609,15 @@ class Pipeline:
             for thread in [*self._source_threads, *self._threads]:
                 thread.start()
             output_thread = self._threads[-1]
+            next_status = start + (self.status_interval_s or 0.0)
             while output_thread.is_alive():
                 output_thread.join(0.1)
-                if self.duration is not None and time.monotonic() - start >= self.duration:
+                now = time.monotonic()
+                if self.duration is not None and now - start >= self.duration:
                     self.stop("duration")
+                if self.status_interval_s and now >= next_status and output_thread.is_alive():
+                    self.log(self.status_line())
+                    next_status = now + self.status_interval_s
             self.stop(self.stop_reason)  # the output side is done: release the sources
             for side, channel in enumerate(self._side_channels):
                 channel.close(discard=True)
@@ -620,20 +650,15 @@ class Pipeline:
             stop_reason=self.stop_reason,
             backend=self.backend_name,
             timings=self.timings.stats(),
+            live=self.live,
         )
 
 
 def parse_size(text: str | None) -> tuple[int, int] | None:
-    """'640x512' -> (640, 512)."""
-    if text is None:
-        return None
-    try:
-        w, h = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise SageEdgeError(f"bad size '{text}'; use WIDTHxHEIGHT, e.g. 640x512") from None
-    if w <= 0 or h <= 0:
-        raise SageEdgeError(f"bad size '{text}'; width and height must be positive")
-    return w, h
+    """'640x512' -> (640, 512): WIDTHxHEIGHT, as every size flag (``sage_edge.sizes``)."""
+    from sage_edge.sizes import parse_size as parse_width_height
+
+    return None if text is None else parse_width_height(text, "--vis-size")
 
 
 def run_pipeline(ir: str | Source, vis: str | Source, outputs: Sequence[str | Output] = (), **options) -> RunSummary:

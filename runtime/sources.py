@@ -288,7 +288,20 @@ def _file_source(uri: str, spec: str, loop: bool, fps: float | None) -> Source:
     if path.suffix.lower() in IMAGE_EXTENSIONS:
         return ImageSequenceSource(uri, [path], fps or DEFAULT_FPS, loop)
     return CaptureSource(uri, str(path), cv2.CAP_FFMPEG, live=False, loop=loop,
-                         period=None if fps is None else 1.0 / fps)
+                         period=1.0 / fps if fps else _video_period(path))
+
+
+def _video_period(path: Path) -> float | None:
+    """The frame period a video file's container declares, known before the pipeline opens its outputs
+    (so a recording of a 9 fps file plays at 9 fps); None when the file does not say."""
+    import cv2
+
+    cap = cv2.VideoCapture(str(path), cv2.CAP_FFMPEG)
+    try:
+        fps = cap.get(cv2.CAP_PROP_FPS) if cap.isOpened() else 0.0
+    finally:
+        cap.release()
+    return 1.0 / fps if fps and 0 < fps < 1000 else None
 
 
 def open_source(

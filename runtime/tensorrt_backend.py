@@ -139,9 +139,13 @@ class TensorRTBackend(Backend):
             if t.profile is not None:
                 low, _, high = t.profile
                 if any(d < lo or d > hi for d, lo, hi in zip(array.shape, low, high)):
+                    h, w = array.shape[1:3] if array.shape[-1] in (1, 3) else array.shape[2:4]  # NHWC or NCHW
+                    flag = "--min-shape" if any(d < lo for d, lo in zip(array.shape, low)) else "--max-shape"
+                    onnx = ((self.sidecar or {}).get("onnx") or {}).get("path") or "MODEL.onnx"
                     raise SageEdgeError(
                         f"input '{t.name}' shape {array.shape} is outside the engine's profile "
-                        f"(min {low}, max {high}); rebuild with `sage-edge build-engine --min-shape/--max-shape`")
+                        f"(min {low}, max {high}); rebuild it to cover {w}x{h} frames: "
+                        f"`sage-edge build-engine {onnx} {flag} {w}x{h}`")
             arrays[t.name] = array
         return arrays
 

@@ -66,11 +66,19 @@ STAGE_KEYS = ("source", *stats.SUMMARY_KEYS)
 
 
 def parse_resolution(text: str) -> tuple[int, int]:
-    """'640x480' -> (640, 480): width x height, as trtexec and cameras write it."""
-    parts = text.lower().replace(" ", "").split("x")
-    if len(parts) != 2 or not all(p.isdigit() for p in parts) or min(int(p) for p in parts) < 8:
-        raise SageEdgeError(f"--resolution '{text}': use WIDTHxHEIGHT, e.g. 640x480 (each at least 8)")
-    return int(parts[0]), int(parts[1])
+    """'640x480' -> (640, 480): width x height, as every size flag (``sage_edge.sizes``)."""
+    from sage_edge.sizes import parse_size
+
+    return parse_size(text, "--resolution", minimum=8)
+
+
+def build_engine_command(onnx: Path, precision: str) -> str:
+    """The `sage-edge build-engine` command line that builds ``onnx`` at ``precision`` (pasteable)."""
+    flags = {"fp32": "", "fp16": " --fp16", "int8": " --int8 --calib DATA_DIR"}[precision]
+    export = ""
+    if onnx.suffix.lower() != ".onnx":  # weights: export them first
+        export, onnx = f"sage-edge export --model {onnx} -o {onnx.stem}.onnx && ", Path(f"{onnx.stem}.onnx")
+    return f"{export}sage-edge build-engine {onnx}{flags} -o {onnx.stem}_{precision}.engine"
 
 
 # --- inputs ---------------------------------------------------------------------------------------------------
@@ -230,10 +238,8 @@ class ModelResolver:
         if cell.backend == "tensorrt":
             path = resolve_model(spec, want="any") if spec in ZOO else Path(spec)
             if path.suffix.lower() not in ENGINE_SUFFIXES:
-                raise Skip(
-                    f"the tensorrt backend runs serialized engines: build one first "
-                    f"(`sage-edge build-engine --model {spec} --precision {cell.precision}`) and pass it as --model"
-                )
+                raise Skip(f"the tensorrt backend runs serialized engines: build one first "
+                           f"(`{build_engine_command(path, cell.precision)}`) and pass it as --model")
             return self._engine_precision(path, cell, notes), notes
         # onnxruntime
         path = resolve_model(spec, want="onnx") if spec in ZOO else resolve_model(spec)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import io
 import sys
 
 import click
@@ -51,13 +52,59 @@ class LazyGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> object:
         try:
-            return super().invoke(ctx)
+            try:
+                return super().invoke(ctx)
+            except ModuleNotFoundError as exc:  # an optional extra that is not installed
+                from sage_edge.extras import missing_module_error
+
+                error = missing_module_error(exc, ctx.invoked_subcommand)
+                if error is None:
+                    raise
+                raise error from None
+            except BrokenPipeError:  # `sage-edge doctor | head -1`: the reader left; stop quietly, as Unix tools do
+                _silence_stdout()
+                sys.exit(1)
+            except OSError as exc:  # a write (or read) the library did not turn into a SageEdgeError itself
+                error = _os_error(exc)
+                if error is None:
+                    raise
+                raise error from None
+        except click.UsageError as exc:  # a wrong option or argument: one line too, with where to look
+            where = f"; see `{exc.ctx.command_path} -h`" if exc.ctx is not None else ""
+            message = " ".join(exc.format_message().split()).rstrip(".")
+            click.echo(f"error: {message}{where}", err=True)
+            sys.exit(exc.exit_code)
         except SageEdgeError as exc:
             click.echo(f"error: {exc}", err=True)
             sys.exit(1)
         except KeyboardInterrupt:
             click.echo("interrupted", err=True)
             sys.exit(130)
+
+
+def _silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush does not fail again on the closed pipe."""
+    import os
+
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        pass
+
+
+def _os_error(exc: OSError) -> SageEdgeError | None:
+    """One line for an OSError that names a file (a folder the user cannot write, a full disk, ...)."""
+    import errno
+
+    from sage_edge.atomic import WRITE_ERRNOS, output_error
+
+    if exc.filename is None:  # a failed write() names no file; other unnamed OSErrors are bugs to see in full
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return SageEdgeError("no space left on the output disk; free some space or write elsewhere")
+        return None
+    if exc.errno in WRITE_ERRNOS:
+        return output_error(exc.filename, exc)
+    return SageEdgeError(f"{exc.filename}: {exc.strerror or exc}; check the path and its permissions")
 
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})

@@ -28,7 +28,7 @@ import numpy as np
 from sage_edge import colour
 from sage_edge.atomic import atomic_path, write_bytes_atomic
 from sage_edge.errors import SageEdgeError
-from sage_edge.imageio import read_ir, read_visible, write_image
+from sage_edge.imageio import read_pair, read_visible, write_image
 from sage_edge.metrics import (
     LOWER_IS_BETTER,
     mean_metrics,
@@ -219,7 +219,7 @@ def evaluate(
         with tqdm(total=total, desc="eval", unit="fusion", disable=not progress) as bar:
             for dataset, pairs in datasets.items():
                 for pair in pairs:
-                    ir, vis = read_ir(pair.ir), read_visible(pair.vis)
+                    ir, vis = read_pair(pair.ir, pair.vis)
                     if ir.shape[:2] != vis.shape[:2]:
                         raise SageEdgeError(
                             f"{pair.ir} is {ir.shape[1]}x{ir.shape[0]} but {pair.vis} is "
@@ -536,7 +536,7 @@ def score_triples(
     triples = list(triples)
     out: dict[str, dict[str, float]] = {}
     for t in tqdm(triples, desc="metrics", unit="image", disable=not progress or len(triples) < 2):
-        ir, vis, fused = read_ir(t.ir), read_visible(t.vis), read_visible(t.fused)
+        (ir, vis), fused = read_pair(t.ir, t.vis), read_visible(t.fused)
         sizes = [x.shape[:2] for x in (ir, vis, fused)]
         if len(set(sizes)) != 1:
             (ha, wa), (hb, wb), (hf, wf) = sizes

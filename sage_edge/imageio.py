@@ -31,9 +31,10 @@ def _check_not_truncated(path: Path, data: bytes) -> None:
     # libpng/libjpeg often decode a truncated file "successfully" (grey fill + a warning on
     # stderr), so look for the format's end marker ourselves.
     if data[:8] == b"\x89PNG\r\n\x1a\n" and b"IEND" not in data[-64:]:
-        raise SageEdgeError(f"{path}: truncated PNG (no IEND chunk)")
+        raise SageEdgeError(f"{path}: truncated PNG (no IEND chunk): the file is incomplete; copy or save it again")
     if data[:2] == b"\xff\xd8" and b"\xff\xd9" not in data[-64:]:
-        raise SageEdgeError(f"{path}: truncated JPEG (no end-of-image marker)")
+        raise SageEdgeError(f"{path}: truncated JPEG (no end-of-image marker): the file is incomplete; "
+                            "copy or save it again")
 
 
 def read_image(path: str | os.PathLike) -> np.ndarray:
@@ -87,11 +88,41 @@ def read_ir(path: str | os.PathLike) -> np.ndarray:
     return as_ir(read_image(path))
 
 
+def is_colour(image: np.ndarray, min_mean_spread: float = 0.5) -> bool:
+    """Whether a decoded frame has colour: 3+ channels that differ by more than ``min_mean_spread``
+    levels on average (JPEG leaves a little chroma noise in grey images; a real colour photo, even at
+    night, averages well above 1 level)."""
+    if image.ndim != 3 or image.shape[2] < 3:
+        return False
+    planes = image[..., :3]
+    spread = planes.max(axis=2).astype(np.float32) - planes.min(axis=2).astype(np.float32)
+    return float(spread.mean()) > min_mean_spread * (257.0 if image.dtype == np.uint16 else 1.0)
+
+
+def check_not_swapped(ir_raw: np.ndarray, vis_raw: np.ndarray, ir_name: object = "IR",
+                      vis_name: object = "visible", hint: str = "IR comes first: sage-edge fuse IR VIS") -> None:
+    """A colour IR next to a grey visible image means the two were given the wrong way round."""
+    if is_colour(ir_raw) and as_visible(vis_raw).ndim == 2:
+        raise SageEdgeError(
+            f"the IR image {ir_name} is in colour but the visible image {vis_name} is grey: they look swapped "
+            f"({hint}); a false-colour thermal image must be saved as grey first"
+        )
+
+
+def read_pair(ir_path: str | os.PathLike, vis_path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
+    """(IR, visible) as ``read_ir`` and ``read_visible`` give them, after checking they are not swapped."""
+    ir_raw, vis_raw = read_image(ir_path), read_image(vis_path)
+    check_not_swapped(ir_raw, vis_raw, ir_path, vis_path)
+    return as_ir(ir_raw), as_visible(vis_raw)
+
+
 def read_visible(path: str | os.PathLike) -> np.ndarray:
     return as_visible(read_image(path))
 
 
 def check_writable_extension(path: str | os.PathLike) -> None:
+    if Path(path).is_dir():
+        raise SageEdgeError(f"{path}: is a directory; give an image file name, e.g. {Path(path) / 'fused.png'}")
     suffix = Path(path).suffix.lower()
     if suffix not in WRITABLE_EXTENSIONS:
         raise SageEdgeError(

@@ -44,5 +44,5 @@ def io_kind(input_names: Iterable[str], output_names: Iterable[str], model_name:
         return "float"
     raise SageEdgeError(
         f"{model_name}: not a sage-edge fusion model (inputs {sorted(inputs)}, outputs {sorted(outputs)}; "
-        f"expected inputs {list(UINT8_INPUTS)} or {list(FLOAT_INPUTS)})"
+        f"expected inputs {list(UINT8_INPUTS)} or {list(FLOAT_INPUTS)}); export one with `sage-edge export`"
     )

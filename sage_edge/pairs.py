@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterable
 
 from sage_edge.errors import SageEdgeError
 from sage_edge.imageio import IMAGE_EXTENSIONS
@@ -26,6 +27,28 @@ class ImagePair:
     vis: Path
 
 
+class Pairs(list):
+    """A list of ``ImagePair`` that remembers the files left out because they have no partner
+    (``unpaired``): commands report them (``unpaired_note``) instead of dropping them silently."""
+
+    def __init__(self, pairs: Iterable[ImagePair] = (), unpaired: Iterable[Path] = ()) -> None:
+        super().__init__(pairs)
+        self.unpaired: list[Path] = list(unpaired)
+
+
+def unpaired_note(pairs: Iterable[ImagePair] | dict[str, Iterable[ImagePair]], show: int = 3) -> str | None:
+    """One line naming the files that were skipped for want of a partner, or None when there are none.
+    Takes the result of ``resolve_pairs``/``pair_dataset``, or a ``find_datasets`` dict."""
+    groups = pairs.values() if isinstance(pairs, dict) else [pairs]
+    unpaired = [path for group in groups for path in getattr(group, "unpaired", [])]
+    if not unpaired:
+        return None
+    names = ", ".join(f"{p.parent.name}/{p.name}" for p in unpaired[:show])
+    more = f" and {len(unpaired) - show} more" if len(unpaired) > show else ""
+    return (f"note: {len(unpaired)} file(s) have no partner with the same name in the other folder and are "
+            f"skipped: {names}{more}")
+
+
 def _images_by_stem(folder: Path) -> dict[str, Path]:
     images: dict[str, Path] = {}
     for path in sorted(folder.iterdir()):
@@ -34,7 +57,7 @@ def _images_by_stem(folder: Path) -> dict[str, Path]:
     return images
 
 
-def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> list[ImagePair]:
+def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> Pairs:
     """Pairs of two folders matched by file stem, sorted by stem. One-line errors when none match."""
     ir_dir, vis_dir = Path(ir_dir), Path(vis_dir)
     for folder in (ir_dir, vis_dir):
@@ -47,7 +70,9 @@ def pair_folders(ir_dir: str | os.PathLike, vis_dir: str | os.PathLike) -> list[
     common = sorted(ir_images.keys() & vis_images.keys())
     if not common:
         raise SageEdgeError(f"{ir_dir} and {vis_dir}: no file stems in common, so no pairs")
-    return [ImagePair(stem, ir_images[stem], vis_images[stem]) for stem in common]
+    unpaired = [ir_images[s] for s in sorted(ir_images.keys() - vis_images.keys())]
+    unpaired += [vis_images[s] for s in sorted(vis_images.keys() - ir_images.keys())]
+    return Pairs((ImagePair(stem, ir_images[stem], vis_images[stem]) for stem in common), unpaired)
 
 
 def find_pair_folders(dataset_dir: str | os.PathLike) -> tuple[Path, Path] | None:
@@ -58,7 +83,7 @@ def find_pair_folders(dataset_dir: str | os.PathLike) -> tuple[Path, Path] | Non
     return (ir, vis) if ir is not None and vis is not None else None
 
 
-def pair_dataset(dataset_dir: str | os.PathLike) -> list[ImagePair]:
+def pair_dataset(dataset_dir: str | os.PathLike) -> Pairs:
     folders = find_pair_folders(dataset_dir)
     if folders is None:
         raise SageEdgeError(
@@ -68,11 +93,11 @@ def pair_dataset(dataset_dir: str | os.PathLike) -> list[ImagePair]:
     return pair_folders(*folders)
 
 
-def find_datasets(root: str | os.PathLike) -> dict[str, list[ImagePair]]:
+def find_datasets(root: str | os.PathLike) -> dict[str, Pairs]:
     """``{dataset name: pairs}`` for a dataset folder, or for a root holding dataset sub-folders."""
     root = Path(root)
     if not root.is_dir():
-        raise SageEdgeError(f"{root}: no such directory")
+        raise SageEdgeError(f"{root}: no such directory; give a folder holding ir/ and vis/ (or folders of them)")
     if find_pair_folders(root) is not None:
         return {root.name: pair_dataset(root)}
     datasets = {
@@ -85,7 +110,7 @@ def find_datasets(root: str | os.PathLike) -> dict[str, list[ImagePair]]:
     return datasets
 
 
-def resolve_pairs(ir: str | os.PathLike, vis: str | os.PathLike | None) -> list[ImagePair]:
+def resolve_pairs(ir: str | os.PathLike, vis: str | os.PathLike | None) -> Pairs:
     """What ``fuse IR VIS`` means: two files, two folders, or one dataset folder (VIS omitted)."""
     ir_path = Path(ir)
     if vis is None:
@@ -94,11 +119,11 @@ def resolve_pairs(ir: str | os.PathLike, vis: str | os.PathLike | None) -> list[
             if len(datasets) == 1:
                 return next(iter(datasets.values()))
             # Stems can repeat across datasets: keep them apart as "<dataset>/<stem>".
-            return [
-                ImagePair(f"{name}/{pair.stem}", pair.ir, pair.vis)
-                for name, pairs in datasets.items()
-                for pair in pairs
-            ]
+            return Pairs(
+                (ImagePair(f"{name}/{pair.stem}", pair.ir, pair.vis) for name, pairs in datasets.items()
+                 for pair in pairs),
+                [path for pairs in datasets.values() for path in getattr(pairs, "unpaired", [])],
+            )
         raise SageEdgeError(f"{ir_path}: give a visible image too, or a dataset folder with ir/ and vis/")
     vis_path = Path(vis)
     if ir_path.is_dir() or vis_path.is_dir():
@@ -108,4 +133,4 @@ def resolve_pairs(ir: str | os.PathLike, vis: str | os.PathLike | None) -> list[
     for path in (ir_path, vis_path):
         if not path.exists():
             raise SageEdgeError(f"{path}: no such file")
-    return [ImagePair(ir_path.stem, ir_path, vis_path)]
+    return Pairs([ImagePair(ir_path.stem, ir_path, vis_path)])

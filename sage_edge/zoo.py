@@ -81,7 +81,8 @@ def resolve_model(spec: str | os.PathLike, want: str = "any") -> Path:
         if want in ("any", "onnx") and entry.onnx_file:
             path = _entry_path(entry, entry.onnx_file)
         elif want == "onnx":
-            raise SageEdgeError(f"model '{spec_str}' has no bundled ONNX; export it with `sage-edge export --model {spec_str}`")
+            raise SageEdgeError(f"model '{spec_str}' has no bundled ONNX; export it with "
+                                f"`sage-edge export --model {spec_str} -o {spec_str}.onnx`, then use --model {spec_str}.onnx")
         else:
             path = _entry_path(entry, entry.weights_file)
         if not path.is_file():
@@ -134,7 +135,11 @@ def fetch(name: str, url: str | None = None, force: bool = False, progress: bool
                         bar.update(len(chunk))
         except (urllib.error.URLError, OSError, ValueError) as exc:
             reason = getattr(exc, "reason", None) or exc
-            raise SageEdgeError(f"download of '{name}' from {source} failed: {reason}") from None
+            raise SageEdgeError(
+                f"download of '{name}' from {source} failed: {reason}; offline? download {entry.url} on a "
+                f"connected machine, then run `sage-edge fetch {name} --url file:///path/to/{Path(entry.url).name}` "
+                f"(or copy it to {target} and run `sage-edge fetch {name}` to verify it)"
+            ) from None
         if digest.hexdigest() != entry.sha256:
             raise SageEdgeError(
                 f"download of '{name}' from {source} is corrupt: sha256 {digest.hexdigest()[:16]}..., "

@@ -16,9 +16,20 @@ OFFICIAL_CHECKPOINT = OFFICIAL_DIR / "checkpoints.pt"
 M3FD_GOLDEN_STEMS = ("00000", "00001", "00003", "00005")
 
 
+# Why a test skips on a clone without the project's shared data folder, and where that data comes from.
+SHARED_DATA_SKIP_REASON = (
+    f"needs the project's shared test data at {SHARED_DATA} (not in the repository; set SAGE_EDGE_SHARED_DATA "
+    "to its location): ivif/ holds 45 registered IR/visible pairs (TNO, RoadScene, MSRS, M3FD, VIFB), unmodified "
+    "copies of files in public GitHub repositories (Zhaozixiang1228/MMIF-CDDFuse, hanna-xu/RoadScene, "
+    "Linfeng-Tang/VIF-Benchmark, RollingPlain/SAGE_IVIF, JinyuanLiu-CV/TarDAL, xingchenzhang/VIFB) at the commits "
+    "listed in ivif/SOURCES.md; sage_official/ holds the published SAGE student checkpoints.pt and its fused "
+    "outputs (RollingPlain/SAGE_IVIF @ 377fdbe, MIT)"
+)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if not SHARED_DATA.is_dir():
-        skip = pytest.mark.skip(reason=f"shared data not found at {SHARED_DATA}")
+        skip = pytest.mark.skip(reason=SHARED_DATA_SKIP_REASON)
         for item in items:
             if "shared_data" in item.fixturenames:
                 item.add_marker(skip)
@@ -64,6 +75,14 @@ def official_in_cache(isolated_cache: Path, official_checkpoint: Path) -> Path:
     from sage_edge import zoo
 
     return zoo.fetch("sage-official", url=official_checkpoint.resolve().as_uri(), progress=False)
+
+
+@pytest.fixture(scope="session")
+def demo_pair() -> tuple[Path, Path]:
+    """(IR, visible) files of the pair bundled in the package (MSRS 00858N): real data, always present."""
+    from sage_edge.samples import demo_pair as bundled
+
+    return bundled()
 
 
 @pytest.fixture()

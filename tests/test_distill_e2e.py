@@ -169,7 +169,7 @@ def test_bad_input_one_line_each(tmp_path, ivif_dir):
 
     # no SAM masks cached yet
     line = _one_line_error(cli("train", "distill", "--data", data, "--out", tmp_path / "r0", *common, env=THREADS))
-    assert "run 'sage-edge train masks' first" in line
+    assert "run `sage-edge train masks --data " in line and "--sam-checkpoint" in line
     # a dataset without pairs
     empty = tmp_path / "empty"
     (empty / "ir").mkdir(parents=True)

@@ -162,8 +162,8 @@ def test_optimization_profile_and_sidecar(version, doubles, models, tmp_path):
 
     trt, _ = doubles(version)
     out = tmp_path / "eng" / "model.engine"
-    options = _options(models["uint8"], tmp_path, output=out, min_shape=parse_hw("120x160", "m"),
-                       opt_shape=parse_hw("480x640", "o"), max_shape=parse_hw("720x1280", "x"), workspace_mib=256)
+    options = _options(models["uint8"], tmp_path, output=out, min_shape=parse_hw("160x120", "m"),
+                       opt_shape=parse_hw("640x480", "o"), max_shape=parse_hw("1280x720", "x"), workspace_mib=256)
     report = _builder(options).build()
     shapes = {d[0]: d[1:] for api, d in trt.CALLS if api == "profile.set_shape"}
     assert shapes["ir"] == ((1, 120, 160, 1), (1, 480, 640, 1), (1, 720, 1280, 1))  # NHWC uint8 graph
@@ -472,7 +472,7 @@ def test_failed_build_writes_nothing(doubles, models, tmp_path):
 def test_trtexec_value_syntax():
     from sage_edge.export.engine_builder import parse_hw, parse_workspace_mib
 
-    assert parse_hw("480x640", "--min-shape") == (480, 640)
+    assert parse_hw("640x480", "--min-shape") == (480, 640)  # WIDTHxHEIGHT, as every size flag
     assert parse_hw("ir:1x480x640x1,vis:1x480x640x3", "--minShapes") == (480, 640)
     assert parse_hw("'vis_y':1x1x240x320,'ir':1x1x240x320", "--optShapes") == (240, 320)
     for bad in ("ir:1x480x640x1,vis:1x240x320x3", "ir:480x640", "vis:1xAx640x3"):

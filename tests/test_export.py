@@ -61,20 +61,30 @@ def test_grey_visible_gives_grey_output(official_onnx, synthetic_pair):
 
 
 def test_export_check_fails_when_onnx_and_torch_disagree(tmp_path, official_checkpoint, synthetic_pair, monkeypatch):
-    """The self-check is real: a torch reference that drifts makes export fail and write nothing."""
+    """The self-check is real: a torch reference that drifts makes export fail and write nothing.
+
+    ONNX Runtime and torch may already differ by up to one grey level on a given CPU (their float
+    rounding differs), so the reported difference is the drift give or take that baseline, measured here.
+    """
+    import re
+
+    student = load_student(official_checkpoint)
+    baseline = onnx_export.export_onnx(student, tmp_path / "good.onnx", check_pair=synthetic_pair).max_abs_diff
+    assert baseline <= onnx_export.TOLERANCE["uint8"]
+    (tmp_path / "good.onnx").unlink()
+    drift = 3
     real_reference = onnx_export.torch_reference
 
     def drifting_reference(*args, **kwargs):
         out = real_reference(*args, **kwargs)
-        return {k: (v.astype(np.int16) + 3).clip(0, 255).astype(v.dtype) for k, v in out.items()}
+        return {k: (v.astype(np.int16) + drift).clip(0, 255).astype(v.dtype) for k, v in out.items()}
 
     monkeypatch.setattr(onnx_export, "torch_reference", drifting_reference)
     target = tmp_path / "bad.onnx"
-    with pytest.raises(SageEdgeError, match="differs from torch by") as info:
-        onnx_export.export_onnx(load_student(official_checkpoint), target, check_pair=synthetic_pair)
-    # The planted drift (3 levels) plus ONNX Runtime's own rounding difference, at most the tolerance (1 level).
-    reported = float(str(info.value).split("differs from torch by ")[1].split()[0])
-    assert 3 <= reported <= 3 + onnx_export.TOLERANCE["uint8"]
+    with pytest.raises(SageEdgeError, match=r"differs from torch by \d+") as failure:
+        onnx_export.export_onnx(student, target, check_pair=synthetic_pair)
+    reported = float(re.search(r"differs from torch by (\d+)", str(failure.value)).group(1))
+    assert drift - baseline <= reported <= drift + baseline, (reported, baseline)
     assert not target.exists() and list(tmp_path.iterdir()) == []
 
 

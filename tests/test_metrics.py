@@ -165,7 +165,8 @@ def test_mutual_information_hand_values_and_symmetry():
     # MI(X, X) = H(X) in nats: two equally likely levels -> ln 2, for F = A = B twice
     assert M.mutual_information(x, x, x) == pytest.approx(2 * math.log(2))
     independent = np.array([[0, 255, 0, 255]] * 2, float)
-    assert M.mutual_information(x, independent, independent) == pytest.approx(0.0, abs=1e-15)
+    # 0 up to the rounding of four logs, which differs by a few ULPs between libm/SIMD builds
+    assert M.mutual_information(x, independent, independent) == pytest.approx(0.0, abs=1e-12)
     a, b = rand_levels(20, 30, 8), rand_levels(20, 30, 8)
     f = np.clip(a + rand_levels(20, 30, 3), 0, 255)
     assert M._mutual_info(f, a) == pytest.approx(M._mutual_info(a, f), rel=1e-12)

@@ -78,6 +78,7 @@ def test_check_precision_cli_fails_cleanly(official_onnx, ivif_dir, tmp_path):
                      "--no-metrics", "--int8-psnr", "99")
     assert result.returncode == 1 and "Traceback" not in result.stderr
     assert "INT8 vs FP32 on 2 held-back pairs" in result.stdout and "FAIL" in result.stdout
+    assert "[modelopt]" not in result.stdout + result.stderr  # ModelOpt's INFO/WARNING lines are silenced
     errors = [l for l in result.stderr.splitlines() if l.startswith("error:")]
     assert len(errors) == 1 and "INT8 PSNR" in errors[0] and "< 99 dB" in errors[0]
 

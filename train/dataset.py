@@ -140,7 +140,8 @@ def load_distill_items(data_dir: str | os.PathLike, mask_cache: str | os.PathLik
                 continue
             path = mask_path(mask_cache, name, modality, pair.stem)
             if not path.is_file():
-                raise SageEdgeError(f"{path}: no SAM masks for {name}/{pair.stem}; run 'sage-edge train masks' first")
+                raise SageEdgeError(f"{path}: no SAM masks for {name}/{pair.stem}; run `sage-edge train masks "
+                                    f"--data {data_dir} --cache {mask_cache} --sam-checkpoint SAM.pth` first")
             cached = load_masks(path)
             if cached.shape[1:] != hw:
                 raise SageEdgeError(f"{path}: masks are {cached.shape[2]}x{cached.shape[1]}, "

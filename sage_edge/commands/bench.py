@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from sage_edge.atomic import check_writable
 from sage_edge.errors import SageEdgeError
 
 DEFAULT_RESOLUTION = "640x480"
@@ -18,7 +19,7 @@ DEFAULT_RESOLUTION = "640x480"
 @click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
               help="Precision(s); a precision a backend lacks is skipped with the reason. [default: fp32]")
 @click.option("--resolution", "resolutions", multiple=True, metavar="WxH",
-              help=f"Input size(s), width x height; repeat for several. [default: {DEFAULT_RESOLUTION}]")
+              help=f"Input size(s), WIDTHxHEIGHT; repeat for several. [default: {DEFAULT_RESOLUTION}]")
 @click.option("--warmup", default=10, show_default=True, type=int, help="Untimed iterations per configuration.")
 @click.option("--iterations", type=int, default=None, help="Timed iterations per configuration. [default: 100]")
 @click.option("--duration", type=float, default=None, metavar="S",
@@ -79,6 +80,9 @@ def bench(models, backends, precisions, resolutions, warmup, iterations, duratio
     for spec in models:  # a typo fails now, before any input is loaded or anything is timed
         if spec not in ZOO:
             resolve_model(spec)
+    if data_dir is not None and not data_dir.is_dir():
+        raise SageEdgeError(f"--data {data_dir}: no such directory (leave --data out to use ../shared/data/ivif "
+                            "or synthetic pairs)")
     cells = bm.grid(models, list(backends) or ["onnxruntime"], list(precisions) or ["fp32"], sizes, pipeline)
     inputs = bm.load_inputs(data_dir, frames=frames, seed=seed, echo=click.echo)
     backend_options = {"onnxruntime": {"intra_op_threads": threads}} if threads else None
@@ -107,6 +111,10 @@ def _check_outputs(*paths: Path | None) -> None:
             raise SageEdgeError(f"{path}: use a {' or '.join(suffixes)} file")
         if path.is_dir():
             raise SageEdgeError(f"{path}: is a directory")
-        parent = path.parent if str(path.parent) else Path(".")
-        if parent.exists() and not parent.is_dir():
-            raise SageEdgeError(f"{path}: {parent} is not a directory")
+        check_writable(path)
+    if paths[1] is not None:  # --plot: find out now, not after the whole benchmark
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            raise SageEdgeError("--plot needs matplotlib, which is not installed: pip install 'sage-edge[plot]' "
+                                "(or leave out --plot)") from None

@@ -17,10 +17,13 @@ from sage_edge.errors import SageEdgeError
 @click.option("--calib", type=click.Path(path_type=Path), help="Calibration pairs for --int8 on an FP32 ONNX.")
 @click.option("--workspace", "--memPoolSize", "workspace",
               help="Workspace memory pool limit: MiB, or a size (512M, 2G), or trtexec's workspace:1024M.")
-@click.option("--min-shape", "--minShapes", "min_shape",
-              help="Smallest frame HxW of the profile (default 64x64); trtexec's ir:1x64x64x1,vis:1x64x64x3 too.")
-@click.option("--opt-shape", "--optShapes", "opt_shape", help="Frame HxW tuned for (default 480x640).")
-@click.option("--max-shape", "--maxShapes", "max_shape", help="Largest frame HxW (default 1088x1920).")
+@click.option("--min-shape", "--minShapes", "min_shape", metavar="WxH",
+              help="Smallest frame of the profile, WIDTHxHEIGHT (default 64x64); trtexec's "
+                   "ir:1x64x64x1,vis:1x64x64x3 too.")
+@click.option("--opt-shape", "--optShapes", "opt_shape", metavar="WxH",
+              help="Frame size tuned for, WIDTHxHEIGHT (default 640x480).")
+@click.option("--max-shape", "--maxShapes", "max_shape", metavar="WxH",
+              help="Largest frame, WIDTHxHEIGHT (default 1920x1088).")
 @click.option("--dla-core", "--useDLACore", "dla_core", type=int, help="Run on this DLA core (Jetson Orin).")
 @click.option("--gpu-fallback", "--allowGPUFallback", "gpu_fallback", is_flag=True,
               help="With --dla-core: layers DLA cannot run go to the GPU (they are listed).")
@@ -59,6 +62,9 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
     )
     if not model.is_file():
         raise SageEdgeError(f"{model}: no such ONNX file")
+    if model.suffix.lower() != ".onnx":
+        raise SageEdgeError(f"{model}: build-engine takes an ONNX model; export weights first "
+                            f"(`sage-edge export --model {model} -o {model.stem}.onnx`)")
     _check_parser_rules(model)
     try:
         report = EngineBuilder(options, echo=click.echo).build()
@@ -75,7 +81,13 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
                f"io={report.io_kind}, built in {report.build_seconds:.1f} s)")
     if report.profile:
         first = next(iter(report.profile.values()))
-        click.echo(f"profile: min {first['min']} opt {first['opt']} max {first['max']}")
+        h_axis = 1 if report.io_kind == "uint8" else 2  # NHWC uint8 graph, NCHW float graph
+
+        def size(shape: list[int]) -> str:
+            return f"{shape[h_axis + 1]}x{shape[h_axis]}"
+
+        click.echo(f"profile (WIDTHxHEIGHT): min {size(first['min'])} opt {size(first['opt'])} "
+                   f"max {size(first['max'])}")
     if report.pinned_fp32_layers:
         click.echo(f"kept {report.pinned_fp32_layers} colour-maths layers in FP32")
     if report.timing_cache:

@@ -119,7 +119,8 @@ def pick_points(ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray
 def calibrate(ir_path: Path, vis_path: Path, points: Path | None, interactive: bool, output: Path,
               preview: Path | None, ransac_threshold: float, no_crop: bool) -> None:
     """Compute the IR->visible homography from >= 4 matched points (RANSAC), for `run --homography`."""
-    from sage_edge.imageio import check_writable_extension, read_ir, read_visible, write_image
+    from sage_edge.atomic import check_writable
+    from sage_edge.imageio import check_writable_extension, read_pair, write_image
     from sage_edge.runtime.registration import (Homography, common_field, fit_homography, overlay_preview,
                                                 reprojection_errors, save_homography)
 
@@ -127,9 +128,11 @@ def calibrate(ir_path: Path, vis_path: Path, points: Path | None, interactive: b
         raise SageEdgeError(f"{output}: the homography file must end in .json")
     preview = preview or output.with_name(output.stem + "_preview.png")
     check_writable_extension(preview)
+    check_writable(output)
+    check_writable(preview)
     if (points is None) == (not interactive):
         raise SageEdgeError("give --points FILE, or --interactive to click the points (not both)")
-    ir, vis = read_ir(ir_path), read_visible(vis_path)
+    ir, vis = read_pair(ir_path, vis_path)
     ir_pts, vis_pts = pick_points(ir, vis) if interactive else load_points(points)  # type: ignore[arg-type]
     matrix, inliers = fit_homography(ir_pts, vis_pts, ransac_threshold)
     errors = reprojection_errors(matrix, ir_pts[inliers], vis_pts[inliers])

@@ -21,8 +21,10 @@ from sage_edge.errors import SageEdgeError
 @click.option("--save-int8", type=click.Path(path_type=Path), help="Keep the Q/DQ model quantized here.")
 @click.option("--method", type=click.Choice(["max", "entropy"]), default="max", show_default=True)
 @click.option("--samples", type=int, default=32, show_default=True, help="Calibration crops.")
-@click.option("--shape", "shape_text", default="480x640", show_default=True, help="Calibration crop HxW.")
-@click.option("--eval-shape", "eval_shape_text", help="Centre-crop evaluation pairs to HxW (default: full frames).")
+@click.option("--shape", "shape_text", default="640x480", show_default=True, metavar="WxH",
+              help="Calibration crop, WIDTHxHEIGHT.")
+@click.option("--eval-shape", "eval_shape_text", metavar="WxH",
+              help="Centre-crop evaluation pairs to WIDTHxHEIGHT (default: full frames).")
 @click.option("--eval-pairs", type=int, help="Evaluate at most N pairs.")
 @click.option("--fp16-psnr", type=float, default=45.0, show_default=True, help="FP16 pass threshold (dB).")
 @click.option("--int8-psnr", type=float, default=35.0, show_default=True, help="INT8 pass threshold (dB).")
@@ -42,6 +44,10 @@ def check_precision(model: Path, calib: Path, data: Path | None, precisions: tup
     from sage_edge.export.precision_check import split_pairs
     from sage_edge.export.quantize import parse_shape
 
+    if save_int8 is not None:
+        from sage_edge.atomic import check_writable
+
+        check_writable(save_int8)
     calib_pairs = calibration_pairs(calib)
     if data is None:
         calib_pairs, held_back = split_pairs(calib_pairs)

@@ -31,12 +31,14 @@ def eval_command(data: Path, models: tuple[str, ...], backend: str, baselines: b
 
     Results are given per dataset and over all pairs; Nabf is the one metric where lower is better.
     """
+    from sage_edge.atomic import check_writable_dir
     from sage_edge.evaluation import evaluate, markdown_table, write_report
+    from sage_edge.pairs import find_datasets, unpaired_note
 
-    if out.exists() and not out.is_dir():
-        from sage_edge.errors import SageEdgeError
-
-        raise SageEdgeError(f"{out}: is a file; give a directory for the report")
+    check_writable_dir(out)  # before the fusing, not after it
+    note = unpaired_note(find_datasets(data))
+    if note:
+        click.echo(note, err=True)
     result = evaluate(
         data, models or ("default",), backend=backend, baselines=baselines, limit=limit, metrics=metric_list,
         psnr_peak=psnr_peak, ssim_data_range=float(ssim_data_range), grid_pairs=grid_pairs,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from sage_edge.atomic import check_writable
 from sage_edge.errors import SageEdgeError
 
 
@@ -25,8 +26,8 @@ def _require_torch() -> None:
 @click.option("--io", "io_kind", type=click.Choice(["uint8", "float"]), default="uint8", show_default=True,
               help="uint8: end-to-end graph (BGR uint8 in/out, colour maths inside). float: bare Y/IR -> Y network.")
 @click.option("--opset", type=int, default=17, show_default=True, help="ONNX opset.")
-@click.option("--height", type=int, help="Static input height (with --width); dynamic H/W otherwise.")
-@click.option("--width", type=int, help="Static input width (with --height).")
+@click.option("--height", type=click.IntRange(min=1), help="Static input height (with --width); dynamic size otherwise.")
+@click.option("--width", type=click.IntRange(min=1), help="Static input width (with --height).")
 @click.option("--check-pair", nargs=2, type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="IR and visible images to check ONNX Runtime against torch (default: a synthetic pair).")
 @click.option("--simplify/--no-simplify", default=True, show_default=True, help="Run onnxslim.")
@@ -39,16 +40,17 @@ def export(model: str, output: Path, io_kind: str, opset: int, height: int | Non
         raise SageEdgeError(f"{output}: the output must end in .onnx")
     if (height is None) != (width is None):
         raise SageEdgeError("give both --height and --width for a static shape, or neither")
+    check_writable(output)
     _require_torch()
     from sage_edge.export.onnx_export import export_onnx
-    from sage_edge.imageio import read_ir, read_visible
+    from sage_edge.imageio import read_pair
     from sage_edge.models.checkpoint import load_student
     from sage_edge.zoo import resolve_model
 
     student = load_student(resolve_model(model, want="weights"))
     pair = None
     if check_pair:
-        ir, vis = read_ir(check_pair[0]), read_visible(check_pair[1])
+        ir, vis = read_pair(*check_pair)
         if vis.ndim == 2:
             import numpy as np
 
@@ -69,7 +71,7 @@ def export(model: str, output: Path, io_kind: str, opset: int, height: int | Non
         return
     report = export_onnx(student, output, io_kind=io_kind, opset=opset,
                          static_size=(height, width) if height else None, check_pair=pair, simplify=simplify)
-    shape = "static {}x{}".format(*report.static_size[::-1]) if report.static_size else "dynamic HxW"
+    shape = "static {}x{} (WIDTHxHEIGHT)".format(*report.static_size[::-1]) if report.static_size else "dynamic size"
     source = "given pair" if check_pair else "synthetic pair"
     click.echo(f"wrote {report.path} (io={report.io_kind}, opset {report.opset}, {shape}, "
                f"{report.nodes_before_slim}->{report.nodes_after_slim} nodes after onnxslim)")

@@ -1,47 +1,71 @@
-"""sage-edge fuse IR VIS -o OUT"""
+"""sage-edge fuse IR VIS -o OUT  |  sage-edge fuse --demo -o OUT"""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
 import cv2
 
+from sage_edge.atomic import check_writable, check_writable_dir
 from sage_edge.commands.options import backend_option, model_option
 from sage_edge.errors import SageEdgeError
-from sage_edge.imageio import check_writable_extension, read_ir, read_visible, write_image
-from sage_edge.pairs import resolve_pairs
+from sage_edge.imageio import check_writable_extension, read_pair, write_image
+from sage_edge.pairs import resolve_pairs, unpaired_note
 from sage_edge.runtime.backend import open_backend
 from sage_edge.runtime.fuser import Fuser
 from sage_edge.zoo import resolve_model_for_backend
 
 
 def load_pair(ir_path: Path, vis_path: Path, resize: bool):
-    """Decode one pair; with ``resize``, IR is resized to the visible size."""
-    ir, vis = read_ir(ir_path), read_visible(vis_path)
+    """Decode one pair (checked not to be swapped); with ``resize``, IR is resized to the visible size."""
+    ir, vis = read_pair(ir_path, vis_path)
     if resize and ir.shape[:2] != vis.shape[:2]:
         ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
     return ir, vis
 
 
 @click.command()
-@click.argument("ir", type=click.Path(path_type=Path))
+@click.argument("ir", type=click.Path(path_type=Path), required=False)
 @click.argument("vis", type=click.Path(path_type=Path), required=False)
 @click.option("-o", "--output", type=click.Path(path_type=Path), required=True,
               help="Output image (.png/.jpg), or a directory when fusing directories.")
+@click.option("--demo", is_flag=True,
+              help="Fuse the demo pair shipped in the package (MSRS 00858N, a night street; MIT) instead of IR VIS.")
 @model_option
 @backend_option
 @click.option("--resize", is_flag=True, help="Resize IR to the visible size instead of failing on a mismatch.")
 @click.option("--ext", default=".png", show_default=True, help="Output extension for directory outputs.")
-def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, resize: bool, ext: str) -> None:
+def fuse(ir: Path | None, vis: Path | None, output: Path, demo: bool, model: str, backend: str, resize: bool,
+         ext: str) -> None:
     """Fuse an IR/visible pair, or directories of pairs matched by file stem.
 
     IR and VIS are two image files, two directories (ir/ and vis/, or SAGE's Ir/ and Vis/),
-    or VIS is omitted and IR is a dataset folder holding ir/ and vis/.
+    or VIS is omitted and IR is a dataset folder holding ir/ and vis/. Files without a partner
+    are listed and skipped; in a directory, a pair that cannot be read is reported and the
+    others are still fused (the exit status is then 1).
+
+    \b
+    Try it with no data of your own:
+      sage-edge fuse --demo -o fused.png
     """
+    if demo:
+        if ir is not None or vis is not None:
+            raise SageEdgeError("--demo fuses the bundled pair: give either IR VIS or --demo, not both")
+        from sage_edge.samples import demo_pair
+
+        ir, vis = demo_pair()
+    elif ir is None:
+        raise SageEdgeError("give an IR and a visible image (sage-edge fuse IR VIS -o fused.png), "
+                            "or try the bundled pair: sage-edge fuse --demo -o fused.png")
     pairs = resolve_pairs(ir, vis)
+    note = unpaired_note(pairs)
+    if note:
+        click.echo(note, err=True)
     single = len(pairs) == 1 and not ir.is_dir()
     if single:
         check_writable_extension(output)
+        check_writable(output)
         targets = [output]
     else:
         if output.exists() and not output.is_dir():
@@ -49,19 +73,33 @@ def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, res
         ext = ext if ext.startswith(".") else f".{ext}"
         targets = [output / f"{pair.stem}{ext}" for pair in pairs]
         check_writable_extension(targets[0])
+        check_writable_dir(output)
     model_path = resolve_model_for_backend(model, backend)
+    failed: list[str] = []
     with open_backend(model_path, backend) as engine:
         fuser = Fuser(engine)
         from tqdm import tqdm
 
         for pair, target in tqdm(list(zip(pairs, targets)), desc="fuse", unit="pair", disable=single):
-            ir_image, vis_image = load_pair(pair.ir, pair.vis, resize)
             try:
-                fused = fuser.fuse(ir_image, vis_image)
+                ir_image, vis_image = load_pair(pair.ir, pair.vis, resize)
+                try:
+                    fused = fuser.fuse(ir_image, vis_image)
+                except SageEdgeError as exc:
+                    raise SageEdgeError(f"{pair.ir.name}: {exc}") from None
             except SageEdgeError as exc:
-                raise SageEdgeError(f"{pair.ir.name}: {exc}") from None
-            write_image(target, fused)
+                if single:
+                    raise
+                failed.append(f"{pair.stem}: {exc}")
+                tqdm.write(f"skipped {pair.stem}: {exc}", file=sys.stderr)
+                continue
+            write_image(target, fused)  # an output that cannot be written stops the whole run (one line)
     if single:
-        click.echo(f"wrote {output}")
-    else:
-        click.echo(f"wrote {len(pairs)} fused images to {output}/")
+        click.echo(f"wrote {output}" + (f" (the demo pair {ir.parent.parent}/{{ir,vis}}/{ir.name}, see NOTICE.md "
+                                        "there)" if demo else ""))
+        return
+    done = len(pairs) - len(failed)
+    if failed:
+        raise SageEdgeError(f"{len(failed)} of {len(pairs)} pairs could not be fused (first: {failed[0]}); "
+                            f"the other {done} are in {output}/")
+    click.echo(f"wrote {done} fused images to {output}/")

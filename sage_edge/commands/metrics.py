@@ -38,8 +38,13 @@ def metrics(ir: Path, vis: Path, fused: Path, metric_list: str, psnr_peak: str, 
     """
     from sage_edge.evaluation import find_triples, json_text, score_triples, text_table
 
+    from sage_edge.pairs import resolve_pairs, unpaired_note
+
     names = parse_metric_names(metric_list)
     triples = find_triples(ir, vis, fused)
+    note = unpaired_note(resolve_pairs(ir, vis)) if ir.is_dir() else None
+    if note:
+        click.echo(note, err=True)
     scores = score_triples(triples, names, psnr_peak, float(ssim_data_range), progress=not as_json)
     mean = mean_metrics(scores.values())
     if as_json:

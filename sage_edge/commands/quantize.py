@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from sage_edge.atomic import check_writable
 from sage_edge.errors import SageEdgeError
 
 
@@ -23,8 +24,8 @@ def calibration_pairs(calib: Path) -> list:
 @click.option("--method", type=click.Choice(["max", "entropy"]), default="max", show_default=True,
               help="Activation range calibration.")
 @click.option("--samples", type=int, default=32, show_default=True, help="Calibration crops.")
-@click.option("--shape", "shape_text", default="480x640", show_default=True,
-              help="Calibration crop HxW: use the engine profile's opt shape (ignored for static models).")
+@click.option("--shape", "shape_text", default="640x480", show_default=True, metavar="WxH",
+              help="Calibration crop, WIDTHxHEIGHT: use the engine profile's opt shape (ignored for static models).")
 @click.option("--high-precision", type=click.Choice(["fp32", "fp16"]), default="fp32", show_default=True,
               help="Precision of what is not quantized (fp16: faster TensorRT engines; fp32 runs anywhere).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Crop positions.")
@@ -43,13 +44,14 @@ def quantize(model: Path, calib: Path, output: Path, method: str, samples: int, 
         raise SageEdgeError(f"{output}: the output must end in .onnx")
     if output.resolve() == model.resolve():
         raise SageEdgeError(f"{output}: choose an output other than the input model")
+    check_writable(output)
     shape = parse_shape(shape_text, "--shape")
     pairs = calibration_pairs(calib)
     report = quantize_onnx(model, output, pairs, method=method, samples=samples, calib_shape=shape,
                            high_precision=high_precision, seed=seed)
     h, w = report.calib_shape
     click.echo(f"wrote {report.path} (INT8 Q/DQ, io={report.io_kind}, {report.method} calibration on "
-               f"{report.samples} crops of {h}x{w} from {len(pairs)} pairs)")
+               f"{report.samples} crops of {w}x{h} from {len(pairs)} pairs)")
     click.echo(f"quantized: {len(report.quantized_nodes)} nodes ({report.qdq_pairs} Q/DQ pairs); "
                f"kept in {high_precision}: {report.excluded_nodes} colour-maths/cast nodes")
     converted = ("" if report.opset_conversion_diff is None else

@@ -18,9 +18,12 @@ def resolve_run_model(model: str) -> Path:
     if path.suffix.lower() in (".pt", ".pth", ".safetensors"):
         raise SageEdgeError(
             f"{path}: run needs an ONNX model or a TensorRT engine; export the weights first "
-            "(`sage-edge export --model ... -o model.onnx`)"
+            f"(`sage-edge export --model {path} -o {path.stem}.onnx`, then `--model {path.stem}.onnx`)"
         )
     return path
+
+
+STATUS_INTERVAL_S = 5.0
 
 
 @click.command()
@@ -48,17 +51,23 @@ def resolve_run_model(model: str) -> Path:
               help="Output the fused image, or IR | visible | fused.")
 @click.option("--overlay", is_flag=True, help="Draw FPS and latency on the output.")
 @click.option("--loop", is_flag=True, help="Loop file sources forever (until Ctrl-C, --frames or --duration).")
-@click.option("--vis-size", metavar="WxH", help="Visible camera resolution (csi/v4l2 request it; others are resized).")
+@click.option("--vis-size", metavar="WxH",
+              help="Visible camera resolution, WIDTHxHEIGHT (csi/v4l2 request it; others are resized).")
 @click.option("--vis-fps", type=click.FloatRange(min=0.0, min_open=True), help="Visible camera frame rate (csi/v4l2; image sequences).")
-@click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@click.option("--ir-fps", type=click.FloatRange(min=0.0, min_open=True),
+              help="IR camera frame rate (csi/v4l2; image sequences, e.g. 9 for a FLIR Lepton's frames).")
+@click.option("--quiet", "-q", is_flag=True,
+              help=f"Print only the summary (no status line every {STATUS_INTERVAL_S:g} s on stderr).")
 def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str, ...], homography: Path | None,
         no_crop: bool, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
         duration: float | None, layout: str, overlay: bool, loop: bool, vis_size: str | None,
-        vis_fps: float | None, quiet: bool) -> None:
+        vis_fps: float | None, ir_fps: float | None, quiet: bool) -> None:
     """Fuse two live cameras (or files): pair frames by time, register, fuse, stream.
 
     Ctrl-C (SIGINT) or SIGTERM finishes the frame in flight, closes the outputs (videos stay playable),
     prints a summary and exits 0. A live source that fails is reopened; fusion pauses meanwhile.
+    While it runs, a status line (FPS, latency, pairing skew, drops) goes to stderr every few seconds.
+    Videos are written at the slower source's frame rate (a video file's own, or --ir-fps/--vis-fps).
     """
     from sage_edge.runtime.pipeline import Pipeline, parse_size
 
@@ -70,7 +79,7 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
         ir_uri, vis_uri, model=str(model_path), backend=backend, outputs=outputs, homography=homography,
         crop=not no_crop, max_skew_ms=max_skew_ms, ir_format=ir_format, frames=frames, duration=duration,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
-        smoothing=smoothing, log=log,
+        smoothing=smoothing, log=log, ir_fps=ir_fps, status_interval_s=None if quiet else STATUS_INTERVAL_S,
     )
     if not outputs:
         click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",

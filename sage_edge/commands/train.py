@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import click
 
+from sage_edge.atomic import check_writable_dir
+
 
 @click.group()
 def train() -> None:
@@ -18,6 +20,7 @@ def train() -> None:
 @click.option("--threads", default=0, show_default=True, help="torch threads (0: default).")
 def train_source_command(data: str, out: str, steps: int, batch_size: int, seed: int, threads: int) -> None:
     """Train the student on SAGE's source loss terms only (no teacher, no SAM)."""
+    check_writable_dir(out)
     from sage_edge.train.source_training import SourceTrainConfig, train_source
 
     path = train_source(SourceTrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, seed=seed,
@@ -84,6 +87,7 @@ def train_distill_command(data: str, out: str, sam_checkpoint: str | None, model
                           teacher_warmup_epochs: int | None, epochs: int | None, threads: int | None,
                           no_progress: bool) -> None:
     """Distil a student with SAGE's teacher (bi-level alternation); works under torchrun."""
+    check_writable_dir(out)
     from sage_edge.train.distill import distill, make_config
 
     config = make_config(preset, config_file, data=data, out=out, sam_checkpoint=sam_checkpoint,

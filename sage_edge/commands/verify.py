@@ -20,7 +20,8 @@ from sage_edge.errors import SageEdgeError
               help="Pass threshold in dB (default by precision: FP32 50, FP16 45, INT8 35).")
 @click.option("--max-abs-error", type=float, help="Largest allowed error in levels (default by precision).")
 @click.option("--pairs", "limit", type=int, help="Use at most N pairs.")
-@click.option("--eval-shape", "eval_shape_text", help="Centre-crop pairs to HxW (default: full frames).")
+@click.option("--eval-shape", "eval_shape_text", metavar="WxH",
+              help="Centre-crop pairs to WIDTHxHEIGHT (default: full frames).")
 @click.option("--metrics/--no-metrics", default=True, show_default=True, help="Fusion-metric deltas per pair.")
 def verify(model: Path, data: Path, reference: Path | None, backend: str, min_psnr: float | None,
            max_abs_error: float | None, limit: int | None, eval_shape_text: str | None, metrics: bool) -> None:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -24,14 +25,15 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
 
             state = load_file(str(path), device="cpu")
         elif suffix in (".pt", ".pth"):
-            state = torch.load(path, map_location="cpu", weights_only=True)
+            with warnings.catch_warnings():  # torch warns about pickle protocols on stderr: one line only
+                warnings.simplefilter("ignore")
+                state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise SageEdgeError(f"{path}: unknown checkpoint type '{suffix}'; use .pt/.pth or .safetensors")
     except SageEdgeError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise SageEdgeError(f"{path}: cannot read checkpoint ({first[:200]})") from None
+        raise SageEdgeError(_unreadable(path, exc)) from None
     # Training scripts often wrap the weights: {"state_dict": ...} or {"student": ...}.
     for key in ("state_dict", "model", "student"):
         if isinstance(state, dict) and key in state and isinstance(state[key], dict):
@@ -42,6 +44,27 @@ def load_state_dict(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     if state and all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+def _unreadable(path: Path, exc: Exception) -> str:
+    """Why a checkpoint could not be read, in words a user can act on (torch's own messages are internals)."""
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not head:
+        return f"{path}: empty file, not a checkpoint; copy or download it again"
+    if path.suffix.lower() == ".safetensors":
+        return f"{path}: not a readable safetensors file (corrupt or truncated?); copy or download it again"
+    if head.startswith(b"PK"):  # torch.save's zip format
+        return (f"{path}: corrupt or truncated PyTorch checkpoint (its zip archive is incomplete); "
+                "copy or download it again")
+    if "weights_only" in str(exc).lower() or "unpickl" in type(exc).__name__.lower():
+        return (f"{path}: holds Python objects, not only tensors; sage-edge loads plain state_dicts only "
+                "(weights_only=True, never full pickle): save one with torch.save(model.state_dict(), path)")
+    if not head.startswith(b"\x80"):  # neither a zip archive nor a pickle
+        return (f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor a pickle); give a "
+                ".pt/.pth state_dict or a .safetensors file")
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return f"{path}: cannot read checkpoint ({first[:120]})"
 
 
 def load_student(path: str | os.PathLike) -> StudentNet:
