@@ -413,8 +413,9 @@ class EngineBuilder:
         if strong:
             if o.fp16 and not o.int8 and not held["fp16"]:
                 raise SageEdgeError(f"{source.name}: TensorRT {trt.__version__} takes FP16 from the ONNX and this "
-                                    "network has no FP16 tensors: convert it with `sage-edge export --fp16` "
-                                    "(ModelOpt AutoCast) first, or build without --fp16")
+                                    "network has no FP16 tensors: convert it first with ModelOpt AutoCast "
+                                    f"(`sage-edge export --model WEIGHTS --fp16 -o {source.stem}.fp16.onnx`), "
+                                    "or build without --fp16")
             parts = [name for name, present in (("int8", held["qdq"]), ("fp16", held["fp16"])) if present]
             if o.int8 and o.fp16 and not held["fp16"]:
                 notes.append("no FP16 tensors in this Q/DQ model: its non-quantized layers run in FP32 "
