@@ -23,6 +23,17 @@ def resolve_run_model(model: str) -> Path:
     return path
 
 
+def http_settings(outputs: tuple[str, ...], credentials_file: Path | None, max_viewers: int):
+    """``HttpSettings`` for the http:// outputs from the command line (the URI and environment add to it)."""
+    from sage_edge.runtime.credentials import credentials_flag, read_credentials_file
+    from sage_edge.runtime.http_output import HttpSettings
+
+    if credentials_file is not None and not any(o.lower().startswith("http://") for o in outputs):
+        raise SageEdgeError(f"{credentials_flag('http')} is for http:// outputs, and none is given")
+    credentials = None if credentials_file is None else read_credentials_file(credentials_file, credentials_flag("http"))
+    return HttpSettings(credentials=credentials, max_viewers=max_viewers)
+
+
 @click.command()
 @click.option("--ir", "ir_uri", required=True, metavar="URI",
               help="IR source: csi://N, v4l2:///dev/videoN, rtsp://..., file://PATH (video, image dir, glob), gst://PIPELINE.")
@@ -51,10 +62,15 @@ def resolve_run_model(model: str) -> Path:
 @click.option("--vis-size", metavar="WxH", help="Visible camera resolution (csi/v4l2 request it; others are resized).")
 @click.option("--vis-fps", type=click.FloatRange(min=0.0, min_open=True), help="Visible camera frame rate (csi/v4l2; image sequences).")
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
+@click.option("--http-credentials", type=click.Path(path_type=Path), metavar="FILE",
+              help="http:// outputs ask every client for USER:PASSWORD, read from FILE's first line (kept out of the "
+                   "process list) [or env SAGE_EDGE_HTTP_CREDENTIALS; a bearer token: env SAGE_EDGE_HTTP_TOKEN].")
+@click.option("--http-max-viewers", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="http:// outputs: concurrent /stream viewers; the next one gets 503 at once.")
 def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str, ...], homography: Path | None,
         no_crop: bool, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
         duration: float | None, layout: str, overlay: bool, loop: bool, vis_size: str | None,
-        vis_fps: float | None, quiet: bool) -> None:
+        vis_fps: float | None, quiet: bool, http_credentials: Path | None, http_max_viewers: int) -> None:
     """Fuse two live cameras (or files): pair frames by time, register, fuse, stream.
 
     Ctrl-C (SIGINT) or SIGTERM finishes the frame in flight, closes the outputs (videos stay playable),
@@ -64,20 +80,25 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
 
     if max_skew_ms is not None and max_skew_ms <= 0:
         raise SageEdgeError("--max-skew-ms must be positive")
+    http = http_settings(outputs, http_credentials, http_max_viewers)
     model_path = resolve_run_model(model)
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     pipeline = Pipeline(
         ir_uri, vis_uri, model=str(model_path), backend=backend, outputs=outputs, homography=homography,
         crop=not no_crop, max_skew_ms=max_skew_ms, ir_format=ir_format, frames=frames, duration=duration,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
-        smoothing=smoothing, log=log,
+        smoothing=smoothing, log=log, http=http,
     )
     if not outputs:
         click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",
                    err=True)
     for output in pipeline.outputs:
+        if getattr(output, "warning", None):  # printed even with --quiet: the stream is open to the network
+            click.echo(f"warning: {output.warning}", err=True)
         if hasattr(output, "port") and not quiet:
             host, port = output.address
-            click.echo(f"serving {output.uri} at http://{'localhost' if host == '0.0.0.0' else host}:{port}/", err=True)
+            access = " (credential required)" if getattr(output, "protected", False) else ""
+            click.echo(f"serving {output.uri} at http://{'localhost' if host == '0.0.0.0' else host}:{port}/{access}",
+                       err=True)
     summary = pipeline.run(handle_signals=True)
     click.echo(summary.format())
