@@ -37,6 +37,7 @@ import html
 import json
 import selectors
 import socket
+import struct
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -407,17 +408,24 @@ class MjpegHttpOutput(Output):
             if len(self._pending) >= self.settings.max_pending:
                 oldest = next(iter(self._pending))
                 self.counts["evicted"] += 1
-                self._close(oldest)
+                self._close(oldest, reset=True)
             conn = _Connection(sock, now)
             self._pending[conn] = None
             self._selector.register(sock, conn.events, conn)
 
-    def _close(self, conn: _Connection) -> None:
+    def _close(self, conn: _Connection, reset: bool = False) -> None:
+        """Close; ``reset`` for a client that stopped reading: RST, so the kernel drops what it still holds
+        for it at once instead of keeping it until the client reads (which it will not)."""
         if conn.sock.fileno() >= 0:
             try:
                 self._selector.unregister(conn.sock)
             except (KeyError, ValueError):
                 pass
+            if reset:
+                try:
+                    conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                except OSError:
+                    pass
             conn.sock.close()
         self._pending.pop(conn, None)
         self._streams.discard(conn)
@@ -437,13 +445,13 @@ class MjpegHttpOutput(Output):
                 self._respond(conn, 408, "the request did not arrive in time", now)
             elif conn.kind == "response" and conn.out and now - conn.progress > s.stall_timeout_s:
                 self.counts["stalled"] += 1
-                self._close(conn)
+                self._close(conn, reset=True)
             elif conn.kind == "linger" and now > conn.linger_until:
                 self._close(conn)
         for conn in list(self._streams):
             if conn.out and now - conn.progress > s.stall_timeout_s:
                 self.counts["stalled"] += 1
-                self._close(conn)
+                self._close(conn, reset=True)
 
     # ------------------------------------------------------------------ reading requests
     def _on_read(self, conn: _Connection, now: float) -> None:
