@@ -16,10 +16,13 @@ nothing else. Secrets are compared as SHA-256 digests with ``hmac.compare_digest
 Bounded resources, whatever clients do: one thread in all (non-blocking sockets in a ``selectors`` loop, so
 200 hostile connections cost 200 small objects, not 200 threads); at most ``max_viewers`` streams (the next
 gets 503 at once); at most ``max_pending`` other connections (still sending their request, or receiving a
-one-off response); a new one past that closes the oldest, so idle sockets cannot lock viewers out. A request
+one-off response). Past that, a new connection replaces the oldest one that was already answered or has sent
+no whole request for a second (so idle sockets cannot lock viewers out), or is reset if there is none. A
+request that arrived with the connection is read as soon as it is accepted. A request
 must arrive whole within ``request_timeout_s`` (else 408), in at most ``max_request_bytes`` and
 ``max_headers`` header lines (else 414/431). A connection that accepts no byte for ``stall_timeout_s``
-while it has data waiting (stopped reading) is closed.
+while it has data waiting (stopped reading; noticed once its ``send_buffer_bytes`` kernel buffer is full) is
+reset.
 
 The pipeline never waits for a viewer: ``write`` only keeps a reference to the newest frame and wakes the
 server thread. That thread JPEG-encodes it once (only while someone watches; OpenCV releases the GIL) and
@@ -61,10 +64,12 @@ LINGER_BYTES = 64 * 1024  # ... or at most this much; also what a client may sen
 RECV_BYTES = 4096
 ACCEPTS_PER_WAKE = 64
 POLL_S = 0.25  # the loop checks timeouts at least this often
+ROUND_S = 0.01  # ... and wakes at most this often: a flood is handled in batches, not one wake-up per packet
+EVICT_AFTER_S = 1.0  # a pending connection may be dropped for a new one once this old (a request takes one trip)
 
 COUNTERS = ("accepted", "requests", "served", "unauthorized", "not_found", "bad_request", "too_large",
-            "method_not_allowed", "busy", "timed_out", "stalled", "evicted", "frames_sent", "frames_skipped",
-            "internal_errors")
+            "method_not_allowed", "busy", "timed_out", "stalled", "evicted", "refused", "frames_sent",
+            "frames_skipped", "internal_errors")
 
 
 @dataclass
@@ -79,12 +84,17 @@ class HttpSettings:
     stall_timeout_s: float = 10.0
     max_request_bytes: int = 8192
     max_headers: int = 32
+    # kernel send buffer of a stream (Linux doubles it): bounds what a stalled viewer pins in the kernel and
+    # how long it takes to notice one; 512 KiB still carries ~10 MB/s over a 100 ms round trip
+    send_buffer_bytes: int = 512 * 1024
 
     def check(self) -> None:
         if self.max_viewers < 1 or self.max_pending < 1:
             raise SageEdgeError("HTTP output: max viewers and max pending connections must be at least 1")
         if self.request_timeout_s <= 0 or self.stall_timeout_s <= 0:
             raise SageEdgeError("HTTP output: timeouts must be positive")
+        if self.send_buffer_bytes < 4096:
+            raise SageEdgeError("HTTP output: the send buffer must be at least 4096 bytes")
         if self.max_request_bytes < 256 or self.max_headers < 1:
             raise SageEdgeError("HTTP output: max request size must be at least 256 bytes, max headers at least 1")
 
@@ -354,12 +364,22 @@ class MjpegHttpOutput(Output):
     # ------------------------------------------------------------------ the loop
     def _serve(self) -> None:
         try:
+            last_round = 0.0
             while not self._closing:
-                events = self._selector.select(POLL_S)
-                now = time.monotonic()
+                # A wake-up costs the pipeline more than its CPU time on a busy machine (it preempts an inference
+                # worker that the others then wait for), so under a flood, events are taken in rounds at most
+                # every ROUND_S; a lone event (a frame, a request) is still handled at once.
+                events = self._selector.select(0)
+                if not events:
+                    events = self._selector.select(POLL_S)
+                elif time.monotonic() - last_round < ROUND_S:
+                    time.sleep(ROUND_S - (time.monotonic() - last_round))
+                    events = self._selector.select(0)
+                now = last_round = time.monotonic()
+                listener_ready = False
                 for key, mask in events:
                     if key.data == "listener":
-                        self._accept(now)
+                        listener_ready = True  # after the requests that have arrived: they come first
                     elif key.data == "wake":
                         self._drain_wake()
                     else:
@@ -375,10 +395,13 @@ class MjpegHttpOutput(Output):
                             self.counts["internal_errors"] += 1
                             self._close(conn)
                 try:
+                    if listener_ready:
+                        self._accept(now)
                     self._deliver(now)
                     self._expire(now)
                 except Exception:  # noqa: BLE001
                     self.counts["internal_errors"] += 1
+
         finally:
             for conn in list(self._pending) + list(self._streams):
                 self._close(conn)
@@ -405,13 +428,29 @@ class MjpegHttpOutput(Output):
                 return
             self.counts["accepted"] += 1
             sock.setblocking(False)
-            if len(self._pending) >= self.settings.max_pending:
-                oldest = next(iter(self._pending))
-                self.counts["evicted"] += 1
-                self._close(oldest, reset=True)
             conn = _Connection(sock, now)
+            if len(self._pending) >= self.settings.max_pending:
+                victim = self._evictable(now)
+                if victim is None:  # full of connections too young to judge: this one waits its turn elsewhere
+                    self.counts["refused"] += 1
+                    self._close(conn, reset=True)
+                    continue
+                self.counts["evicted"] += 1
+                self._close(victim, reset=True)
             self._pending[conn] = None
             self._selector.register(sock, conn.events, conn)
+            self._on_read(conn, now)  # a request that came with the handshake is served before anything else
+
+    def _evictable(self, now: float) -> _Connection | None:
+        """The connection to drop for a new one: the oldest already answered (lingering), else the oldest
+        that has not sent a whole request in ``EVICT_AFTER_S`` (idle or trickling), else None."""
+        old_request = None
+        for conn in self._pending:
+            if conn.kind == "linger":
+                return conn
+            if old_request is None and conn.kind == "request" and now - conn.accepted >= EVICT_AFTER_S:
+                old_request = conn
+        return old_request
 
     def _close(self, conn: _Connection, reset: bool = False) -> None:
         """Close; ``reset`` for a client that stopped reading: RST, so the kernel drops what it still holds
@@ -525,6 +564,7 @@ class MjpegHttpOutput(Output):
     def _route(self, conn: _Connection, method: str, target: str, headers: dict[str, str], now: float) -> None:
         url = urlsplit(target)
         path, query = url.path, url.query
+        head_only = method == "HEAD"  # RFC 9110 9.3.2: the same head, no body
         how = self._authorized(headers, query)
         if how is None:
             self.counts["unauthorized"] += 1
@@ -533,13 +573,12 @@ class MjpegHttpOutput(Output):
                 challenges.append(("WWW-Authenticate", f'Basic realm="{REALM}", charset="UTF-8"'))
             if self._token_digest is not None:
                 challenges.append(("WWW-Authenticate", f'Bearer realm="{REALM}"'))
-            self._respond(conn, 401, "this stream needs a credential", now, tuple(challenges))
+            self._respond(conn, 401, "this stream needs a credential", now, tuple(challenges), head_only)
             return
         if method not in ("GET", "HEAD"):
             self.counts["method_not_allowed"] += 1
             self._respond(conn, 405, "only GET and HEAD", now, (("Allow", "GET, HEAD"),))
             return
-        head_only = method == "HEAD"
         if path in ("/", "/index.html"):
             token_query = ""
             if how == "query":  # the page's own requests carry the token the page was opened with
@@ -558,7 +597,7 @@ class MjpegHttpOutput(Output):
         elif path == "/frame.jpg":
             jpeg = self.snapshot()
             if jpeg is None:
-                self._respond(conn, 503, "no frame yet", now, (("Retry-After", "1"),))
+                self._respond(conn, 503, "no frame yet", now, (("Retry-After", "1"),), head_only)
             else:
                 self._send(conn, _response(200, jpeg, "image/jpeg", head_only=head_only), now)
         elif path == "/stream":
@@ -572,13 +611,14 @@ class MjpegHttpOutput(Output):
                 self._start_stream(conn, now)
         else:
             self.counts["not_found"] += 1
-            self._respond(conn, 404, "try /, /stream, /frame.jpg or /status.json", now)
+            self._respond(conn, 404, "try /, /stream, /frame.jpg or /status.json", now, head_only=head_only)
 
     # ------------------------------------------------------------------ writing
     def _respond(self, conn: _Connection, code: int, message: str, now: float,
-                 headers: tuple[tuple[str, str], ...] = ()) -> None:
+                 headers: tuple[tuple[str, str], ...] = (), head_only: bool = False) -> None:
+        """A short error (or notice) as one line of text, then close."""
         body = f"{code} {HTTPStatus(code).phrase.lower()}: {message}\n".encode()
-        self._send(conn, _response(code, body, headers=headers), now)
+        self._send(conn, _response(code, body, headers=headers, head_only=head_only), now)
 
     def _send(self, conn: _Connection, data: bytes, now: float) -> None:
         """A one-off response: sent, then the connection lingers briefly and closes."""
@@ -592,6 +632,10 @@ class MjpegHttpOutput(Output):
     def _start_stream(self, conn: _Connection, now: float) -> None:
         self.counts["served"] += 1
         self._pending.pop(conn, None)
+        try:
+            conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.send_buffer_bytes)
+        except OSError:
+            pass
         conn.kind = "stream"
         conn.progress = now
         self._streams.add(conn)

@@ -32,6 +32,7 @@ import sys
 import time
 
 BOUNDARY = b"--sageedgeframe"  # runtime/http_output.py BOUNDARY
+ROUND_S = 0.01
 ESTABLISHED = 1  # Linux include/net/tcp_states.h TCP_ESTABLISHED; tcp_info's first byte is the state
 
 
@@ -327,6 +328,11 @@ class Load:
                     self.on_connected(conn, time.monotonic())
                 elif mask & selectors.EVENT_READ:
                     self.on_readable(conn, time.monotonic())
+            # rounds of at least ROUND_S: this process stands in for remote machines, so it should wake the
+            # machine it shares with the pipeline as little as it can (the server sees the same load, batched)
+            spare = ROUND_S - (time.monotonic() - now)
+            if spare > 0:
+                time.sleep(spare)
         now = time.monotonic()
         ages = [now - c.opened for c in self.conns if c.kind == "stalled" and c.sock is not None and c.connected]
         self.report["stalled"]["open_at_end_max_age_s"] = round(max(ages), 3) if ages else None
@@ -346,6 +352,155 @@ class Load:
         idle["lifetime_min_s"] = life[0] if life else None
         idle["lifetime_max_s"] = life[-1] if life else None
         return self.report
+
+
+# --------------------------------------------------------------------------------------------- measuring
+# A pipeline with an http:// output, with or without the load above (in its own process), and what it cost
+# this process. Used by tests/test_http_load.py (short) and benchmarks/bench_http_load.py (200 for 60 s).
+
+
+def proc_status(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def rss_mib() -> float:
+    return proc_status("VmRSS") / 1024.0
+
+
+def os_threads() -> int:
+    """Every thread of this process, native ones too (ONNX Runtime's pool): what the kernel counts."""
+    return proc_status("Threads")
+
+
+def open_fds() -> int:
+    import os
+
+    return len(os.listdir("/proc/self/fd"))
+
+
+def thread_cpu_s(native_id: int) -> float | None:
+    """User + system CPU seconds of one thread of this process (None once it has ended)."""
+    import os
+
+    try:
+        with open(f"/proc/self/task/{native_id}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str], client_nice: int = 0,
+            warmup_s: float = 2.0) -> dict:
+    """One pipeline (``make_pipeline()``: a ``Pipeline`` with one http:// output, running until stopped),
+    measured in consecutive ``windows`` of (mode, seconds): mode "none" (no client) or "load" (this module's
+    load with ``load_args``, in its own process at ``client_nice`` lower priority, standing in for remote
+    machines). Alternating windows in one run put machine load on both alike.
+
+    Returns {"windows": [{mode, seconds, fps, frames, peak {rss, threads, fds}, last {...}, server_cpu_s,
+    client_cpu_s, client (its report)}], "before"/"after": {rss, threads, fds} of this process before the
+    pipeline existed and after it ended, "http": the server's counters, "summary", "stop_reason"}.
+    """
+    import gc
+    import os
+    import resource
+    import subprocess
+    import threading
+
+    from sage_edge.runtime.outputs import Output
+
+    def snapshot() -> dict:
+        """This process at rest: threads of an earlier pipeline (ONNX Runtime's pool) may take a moment to end."""
+        gc.collect()
+        last, steady_since, give_up = os_threads(), time.monotonic(), time.monotonic() + 10
+        while time.monotonic() - steady_since < 1.0 and time.monotonic() < give_up:
+            time.sleep(0.1)
+            now_threads = os_threads()
+            if now_threads != last:
+                last, steady_since = now_threads, time.monotonic()
+        return dict(rss=rss_mib(), threads=last, fds=open_fds())
+
+    before = snapshot()
+    pipe = make_pipeline()
+    http = next(o for o in pipe.outputs if hasattr(o, "stats"))
+    times: list[float] = []
+
+    class Clock(Output):  # records when each frame leaves the pipeline
+        uri = "clock://"
+
+        def write(self, frame) -> None:
+            times.append(time.monotonic())
+
+    pipe.outputs.append(Clock())
+    samples: list[tuple[float, float, int, int, float]] = []  # time, rss, threads (not the sampler), fds, server cpu
+    results: list[dict] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        cpu = 0.0
+        while not done.wait(0.2):
+            cpu = thread_cpu_s(http._thread.native_id) or cpu
+            samples.append((time.monotonic(), rss_mib(), os_threads() - 2, open_fds(), cpu))
+
+    def control() -> None:
+        try:
+            deadline = time.monotonic() + 600
+            while len(times) < 2 and time.monotonic() < deadline and not done.is_set():
+                time.sleep(0.05)  # the model is loaded and frames flow
+            time.sleep(warmup_s)
+            for mode, seconds in windows:
+                client = None
+                usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+                if mode == "load":
+                    accepted = http.stats()["accepted"]
+                    client = subprocess.Popen(
+                        [sys.executable, __file__, "--port", str(http.port), "--seconds", str(seconds + 1.0),
+                         *load_args], stdout=subprocess.PIPE, text=True,
+                        preexec_fn=(lambda: os.nice(client_nice)) if client_nice else None)
+                    while http.stats()["accepted"] == accepted and client.poll() is None:
+                        time.sleep(0.01)  # the window opens when the load arrives
+                start = time.monotonic()
+                time.sleep(seconds)
+                end = time.monotonic()
+                report = None
+                if client is not None:
+                    out, _ = client.communicate(timeout=120)
+                    report = json.loads(out) if client.returncode == 0 and out.strip() else None
+                after = resource.getrusage(resource.RUSAGE_CHILDREN)
+                inside = [t for t in times if start <= t <= end]
+                window = [x for x in samples if start <= x[0] <= end] or samples[-1:]
+                results.append({
+                    "mode": mode, "seconds": seconds, "frames": len(inside),
+                    "fps": (len(inside) - 1) / (inside[-1] - inside[0]) if len(inside) > 1 else 0.0,
+                    "peak": dict(rss=max(x[1] for x in window), threads=max(x[2] for x in window),
+                                 fds=max(x[3] for x in window)),
+                    "last": dict(rss=window[-1][1], threads=window[-1][2], fds=window[-1][3]),
+                    "server_cpu_s": window[-1][4] - window[0][4],
+                    "client_cpu_s": (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime),
+                    "client": report,
+                })
+                if client is not None:
+                    time.sleep(1.0)  # the server notices the client's last sockets closing
+        finally:
+            pipe.stop("measured")
+
+    threads = [threading.Thread(target=sample, name="sampler", daemon=True),
+               threading.Thread(target=control, name="control", daemon=True)]
+    for thread in threads:
+        thread.start()
+    try:
+        summary = pipe.run()
+    finally:
+        done.set()
+        for thread in threads:
+            thread.join()
+    del pipe
+    return {"windows": results, "before": before, "after": snapshot(), "http": http.stats(),
+            "summary": summary.format(), "stop_reason": summary.stop_reason}
 
 
 def main(argv: list[str] | None = None) -> int:
