@@ -64,7 +64,7 @@ LINGER_BYTES = 64 * 1024  # ... or at most this much; also what a client may sen
 RECV_BYTES = 4096
 ACCEPTS_PER_WAKE = 64
 POLL_S = 0.25  # the loop checks timeouts at least this often
-ROUND_S = 0.01  # ... and wakes at most this often: a flood is handled in batches, not one wake-up per packet
+ROUND_S = 0.01  # ... and handles a flood in rounds at most this often, not one wake-up per packet
 EVICT_AFTER_S = 1.0  # a pending connection may be dropped for a new one once this old (a request takes one trip)
 
 COUNTERS = ("accepted", "requests", "served", "unauthorized", "not_found", "bad_request", "too_large",
@@ -366,14 +366,14 @@ class MjpegHttpOutput(Output):
         try:
             last_round = 0.0
             while not self._closing:
-                # A wake-up costs the pipeline more than its CPU time on a busy machine (it preempts an inference
-                # worker that the others then wait for), so under a flood, events are taken in rounds at most
-                # every ROUND_S; a lone event (a frame, a request) is still handled at once.
+                # Under a flood, events are taken in rounds at most every ROUND_S, so this thread wakes (and
+                # takes the GIL from the pipeline) at most ~100 times a second whatever clients send; a lone
+                # event (a frame, a request) is still handled at once.
                 events = self._selector.select(0)
                 if not events:
                     events = self._selector.select(POLL_S)
                 elif time.monotonic() - last_round < ROUND_S:
-                    time.sleep(ROUND_S - (time.monotonic() - last_round))
+                    time.sleep(max(0.0, ROUND_S - (time.monotonic() - last_round)))
                     events = self._selector.select(0)
                 now = last_round = time.monotonic()
                 listener_ready = False

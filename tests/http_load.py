@@ -32,7 +32,6 @@ import sys
 import time
 
 BOUNDARY = b"--sageedgeframe"  # runtime/http_output.py BOUNDARY
-ROUND_S = 0.01
 ESTABLISHED = 1  # Linux include/net/tcp_states.h TCP_ESTABLISHED; tcp_info's first byte is the state
 
 
@@ -328,9 +327,9 @@ class Load:
                     self.on_connected(conn, time.monotonic())
                 elif mask & selectors.EVENT_READ:
                     self.on_readable(conn, time.monotonic())
-            # rounds of at least ROUND_S: this process stands in for remote machines, so it should wake the
+            # rounds of at least --round-ms: this process stands in for remote machines, so it should wake the
             # machine it shares with the pipeline as little as it can (the server sees the same load, batched)
-            spare = ROUND_S - (time.monotonic() - now)
+            spare = self.args.round_ms / 1000.0 - (time.monotonic() - now)
             if spare > 0:
                 time.sleep(spare)
         now = time.monotonic()
@@ -394,6 +393,15 @@ def thread_cpu_s(native_id: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def thread_switches(native_id: int) -> int | None:
+    """Context switches of one thread of this process so far (each one a wake-up or a preemption)."""
+    try:
+        with open(f"/proc/self/task/{native_id}/status") as f:
+            return sum(int(line.split()[1]) for line in f if "ctxt_switches" in line)
+    except OSError:
+        return None
+
+
 def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str], client_nice: int = 0,
             warmup_s: float = 2.0) -> dict:
     """One pipeline (``make_pipeline()``: a ``Pipeline`` with one http:// output, running until stopped),
@@ -436,15 +444,16 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
             times.append(time.monotonic())
 
     pipe.outputs.append(Clock())
-    samples: list[tuple[float, float, int, int, float]] = []  # time, rss, threads (not the sampler), fds, server cpu
+    samples: list[tuple] = []  # time, rss, threads (not sampler and control), fds, server CPU s, server switches
     results: list[dict] = []
     done = threading.Event()
 
     def sample() -> None:
-        cpu = 0.0
+        cpu, switches = 0.0, 0
         while not done.wait(0.2):
             cpu = thread_cpu_s(http._thread.native_id) or cpu
-            samples.append((time.monotonic(), rss_mib(), os_threads() - 2, open_fds(), cpu))
+            switches = thread_switches(http._thread.native_id) or switches
+            samples.append((time.monotonic(), rss_mib(), os_threads() - 2, open_fds(), cpu, switches))
 
     def control() -> None:
         try:
@@ -480,6 +489,7 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
                                  fds=max(x[3] for x in window)),
                     "last": dict(rss=window[-1][1], threads=window[-1][2], fds=window[-1][3]),
                     "server_cpu_s": window[-1][4] - window[0][4],
+                    "server_wakeups_per_s": (window[-1][5] - window[0][5]) / max(1e-9, window[-1][0] - window[0][0]),
                     "client_cpu_s": (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime),
                     "client": report,
                 })
@@ -514,6 +524,7 @@ def main(argv: list[str] | None = None) -> int:
                           ("malformed", 80)):
         parser.add_argument(f"--{kind}", type=int, default=default)
     parser.add_argument("--slow-bytes", type=int, default=8192, help="bytes a slow reader reads per 0.5 s")
+    parser.add_argument("--round-ms", type=float, default=10.0, help="handle socket events in rounds this long")
     args = parser.parse_args(argv)
     if args.host not in ("127.0.0.1", "localhost", "::1"):
         parser.error("loopback only")
