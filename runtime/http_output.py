@@ -20,9 +20,9 @@ one-off response). Past that, a new connection replaces the oldest one that was 
 no whole request for a second (so idle sockets cannot lock viewers out), or is reset if there is none. A
 request that arrived with the connection is read as soon as it is accepted. A request
 must arrive whole within ``request_timeout_s`` (else 408), in at most ``max_request_bytes`` and
-``max_headers`` header lines (else 414/431). A connection that accepts no byte for ``stall_timeout_s``
-while it has data waiting (stopped reading; noticed once its ``send_buffer_bytes`` kernel buffer is full) is
-reset.
+``max_headers`` header lines (else 414/431). A viewer whose client acknowledges no byte for
+``stall_timeout_s`` while data waits for it (it stopped reading) is reset, and so is a one-off response the
+socket takes nothing of for that long.
 
 The pipeline never waits for a viewer: ``write`` only keeps a reference to the newest frame and wakes the
 server thread. That thread JPEG-encodes it once (only while someone watches; OpenCV releases the GIL) and
@@ -34,6 +34,7 @@ from __future__ import annotations
 import base64
 import binascii
 import collections
+import fcntl
 import hashlib
 import hmac
 import html
@@ -41,6 +42,7 @@ import json
 import selectors
 import socket
 import struct
+import termios
 import threading
 import time
 from dataclasses import dataclass, replace
@@ -182,11 +184,19 @@ def _digest(secret: bytes) -> bytes:
     return hashlib.sha256(secret).digest()
 
 
+def _unacknowledged(sock: socket.socket) -> int | None:
+    """Bytes in the socket's send queue not yet acknowledged by the peer (Linux SIOCOUTQ), or None."""
+    try:
+        return struct.unpack("i", fcntl.ioctl(sock.fileno(), termios.TIOCOUTQ, b"\0\0\0\0"))[0]
+    except (OSError, AttributeError, ValueError):
+        return None
+
+
 class _Connection:
     """One client socket. ``kind``: request (reading its head) -> response (send, then linger) | stream."""
 
-    __slots__ = ("sock", "kind", "inbuf", "out", "next_part", "generation", "accepted", "progress",
-                 "linger_until", "received_after", "events")
+    __slots__ = ("sock", "kind", "inbuf", "out", "next_part", "generation", "accepted", "progress", "sent",
+                 "acked", "acked_at", "linger_until", "received_after", "events")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -196,7 +206,10 @@ class _Connection:
         self.next_part: bytes | None = None  # stream: the newest frame, sent after the one in flight
         self.generation = 0  # stream: the newest frame handed to it
         self.accepted = now
-        self.progress = now  # the last time the client accepted a byte (or the response began)
+        self.progress = now  # the last time the socket took a byte (or the response began)
+        self.sent = 0  # bytes handed to the kernel
+        self.acked = 0  # ... of which the client's TCP has acknowledged (stream)
+        self.acked_at = now  # when that last grew, or nothing was owed (stream)
         self.linger_until = 0.0
         self.received_after = 0  # bytes the client sent after its request head
         self.events = selectors.EVENT_READ
@@ -363,51 +376,56 @@ class MjpegHttpOutput(Output):
 
     # ------------------------------------------------------------------ the loop
     def _serve(self) -> None:
+        last_round = 0.0
         try:
-            last_round = 0.0
             while not self._closing:
-                # Under a flood, events are taken in rounds at most every ROUND_S, so this thread wakes (and
-                # takes the GIL from the pipeline) at most ~100 times a second whatever clients send; a lone
-                # event (a frame, a request) is still handled at once.
-                events = self._selector.select(0)
-                if not events:
-                    events = self._selector.select(POLL_S)
-                elif time.monotonic() - last_round < ROUND_S:
-                    time.sleep(max(0.0, ROUND_S - (time.monotonic() - last_round)))
-                    events = self._selector.select(0)
-                now = last_round = time.monotonic()
-                listener_ready = False
-                for key, mask in events:
-                    if key.data == "listener":
-                        listener_ready = True  # after the requests that have arrived: they come first
-                    elif key.data == "wake":
-                        self._drain_wake()
-                    else:
-                        conn = key.data
-                        if conn.sock.fileno() < 0:
-                            continue  # closed earlier in this batch (evicted)
-                        try:
-                            if mask & selectors.EVENT_READ:
-                                self._on_read(conn, now)
-                            if mask & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
-                                self._flush(conn, now)
-                        except Exception:  # noqa: BLE001 - one client must never take the server down
-                            self.counts["internal_errors"] += 1
-                            self._close(conn)
                 try:
-                    if listener_ready:
-                        self._accept(now)
-                    self._deliver(now)
-                    self._expire(now)
-                except Exception:  # noqa: BLE001
+                    last_round = self._round(last_round)
+                except Exception:  # noqa: BLE001 - counted (tests and the load benchmark require 0); serving goes on
                     self.counts["internal_errors"] += 1
-
+                    time.sleep(ROUND_S)
         finally:
             for conn in list(self._pending) + list(self._streams):
                 self._close(conn)
             self._selector.close()
             for sock in (self._listener, self._wake_r, self._wake_w):
                 sock.close()
+
+    def _round(self, last_round: float) -> float:
+        """Wait for events, handle them; returns when this round began."""
+        # Under a flood, events are taken in rounds at most every ROUND_S, so this thread wakes (and takes the
+        # GIL from the pipeline) at most ~100 times a second whatever clients send; a lone event (a frame, a
+        # request) is still handled at once.
+        events = self._selector.select(0)
+        if not events:
+            events = self._selector.select(POLL_S)
+        elif time.monotonic() - last_round < ROUND_S:
+            time.sleep(max(0.0, ROUND_S - (time.monotonic() - last_round)))
+            events = self._selector.select(0)
+        now = time.monotonic()
+        listener_ready = False
+        for key, mask in events:
+            if key.data == "listener":
+                listener_ready = True  # after the requests that have arrived: they come first
+            elif key.data == "wake":
+                self._drain_wake()
+            else:
+                conn = key.data
+                if conn.sock.fileno() < 0:
+                    continue  # closed earlier in this round (evicted)
+                try:
+                    if mask & selectors.EVENT_READ:
+                        self._on_read(conn, now)
+                    if mask & selectors.EVENT_WRITE and conn.sock.fileno() >= 0:
+                        self._flush(conn, now)
+                except Exception:  # noqa: BLE001 - one client must never take the server down
+                    self.counts["internal_errors"] += 1
+                    self._close(conn)
+        if listener_ready:
+            self._accept(now)
+        self._deliver(now)
+        self._expire(now)
+        return now
 
     def _drain_wake(self) -> None:
         try:
@@ -488,9 +506,24 @@ class MjpegHttpOutput(Output):
             elif conn.kind == "linger" and now > conn.linger_until:
                 self._close(conn)
         for conn in list(self._streams):
-            if conn.out and now - conn.progress > s.stall_timeout_s:
+            if self._stalled(conn, now):
                 self.counts["stalled"] += 1
                 self._close(conn, reset=True)
+
+    def _stalled(self, conn: _Connection, now: float) -> bool:
+        """A viewer that has taken nothing for ``stall_timeout_s`` while data was waiting for it.
+
+        "Taken" is judged by TCP acknowledgements (Linux SIOCOUTQ: bytes sent but not yet acknowledged), so
+        a client that stops reading is noticed once its own receive buffer is full, however slowly the
+        stream fills ours; elsewhere, by our socket no longer taking data.
+        """
+        unacked = _unacknowledged(conn.sock)
+        if unacked is None:
+            return bool(conn.out) and now - conn.progress > self.settings.stall_timeout_s
+        acked = conn.sent - unacked
+        if acked > conn.acked or (unacked == 0 and not conn.out):
+            conn.acked, conn.acked_at = acked, now
+        return now - conn.acked_at > self.settings.stall_timeout_s
 
     # ------------------------------------------------------------------ reading requests
     def _on_read(self, conn: _Connection, now: float) -> None:
@@ -661,6 +694,7 @@ class MjpegHttpOutput(Output):
                     return
                 if sent:
                     conn.progress = now
+                    conn.sent += sent
                 if sent < len(chunk):
                     conn.out[0] = chunk[sent:]
                     self._set_events(conn, selectors.EVENT_READ | selectors.EVENT_WRITE)

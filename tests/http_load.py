@@ -430,7 +430,7 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
             now_threads = os_threads()
             if now_threads != last:
                 last, steady_since = now_threads, time.monotonic()
-        return dict(rss=rss_mib(), threads=last, fds=open_fds())
+        return dict(rss=rss_mib(), threads=last, py_threads=threading.active_count(), fds=open_fds())
 
     before = snapshot()
     pipe = make_pipeline()
@@ -444,7 +444,8 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
             times.append(time.monotonic())
 
     pipe.outputs.append(Clock())
-    samples: list[tuple] = []  # time, rss, threads (not sampler and control), fds, server CPU s, server switches
+    # time, rss, OS threads, fds, server CPU s, server context switches, Python threads (not sampler and control)
+    samples: list[tuple] = []
     results: list[dict] = []
     done = threading.Event()
 
@@ -453,7 +454,8 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
         while not done.wait(0.2):
             cpu = thread_cpu_s(http._thread.native_id) or cpu
             switches = thread_switches(http._thread.native_id) or switches
-            samples.append((time.monotonic(), rss_mib(), os_threads() - 2, open_fds(), cpu, switches))
+            samples.append((time.monotonic(), rss_mib(), os_threads() - 2, open_fds(), cpu, switches,
+                            threading.active_count() - 2))
 
     def control() -> None:
         try:
@@ -487,7 +489,8 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
                     "fps": (len(inside) - 1) / (inside[-1] - inside[0]) if len(inside) > 1 else 0.0,
                     "peak": dict(rss=max(x[1] for x in window), threads=max(x[2] for x in window),
                                  fds=max(x[3] for x in window)),
-                    "last": dict(rss=window[-1][1], threads=window[-1][2], fds=window[-1][3]),
+                    "last": dict(rss=window[-1][1], threads=window[-1][2], fds=window[-1][3],
+                                 py_threads=window[-1][6]),
                     "server_cpu_s": window[-1][4] - window[0][4],
                     "server_wakeups_per_s": (window[-1][5] - window[0][5]) / max(1e-9, window[-1][0] - window[0][0]),
                     "client_cpu_s": (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime),

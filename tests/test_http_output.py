@@ -317,6 +317,22 @@ def test_bad_credentials_are_one_line_errors_without_the_secret(tmp_path, uri_or
     assert "\n" not in str(info.value) and "s3cr3t" not in str(info.value)
 
 
+@pytest.mark.parametrize("rest, user, password, host_part, shown", [
+    ("ops:pw@@:8080", "ops", "pw", "@:8080", "http://ops:***@@:8080"),  # '@' host: every interface
+    ("ops:p@w@@:8080", "ops", "p@w", "@:8080", "http://ops:***@@:8080"),
+    ("ops:p%40w%2F%3A@10.0.0.2:8080/x", "ops", "p@w/:", "10.0.0.2:8080/x", "http://ops:***@10.0.0.2:8080/x"),
+    ("@:8080", None, None, "@:8080", "http://@:8080"),
+    ("127.0.0.1:8080", None, None, "127.0.0.1:8080", "http://127.0.0.1:8080"),
+])
+def test_uri_userinfo_is_split_from_the_host_and_redacted(rest, user, password, host_part, shown):
+    from sage_edge.runtime.credentials import redact_uri, split_userinfo
+
+    creds, remainder = split_userinfo("http://" + rest, rest)
+    assert remainder == host_part
+    assert (creds.user, creds.password) == (user, password) if creds else user is None
+    assert redact_uri("http://" + rest) == shown
+
+
 def test_all_interfaces_without_a_credential_warns_once(monkeypatch):
     monkeypatch.delenv("SAGE_EDGE_HTTP_CREDENTIALS", raising=False)
     monkeypatch.delenv("SAGE_EDGE_HTTP_TOKEN", raising=False)
@@ -493,6 +509,12 @@ def test_run_warns_once_for_an_open_stream_and_checks_the_credentials_file(tiny_
                                           str(tmp_path / "nope")), capture_output=True, text=True, env=env, timeout=300)
     assert missing.returncode == 1 and missing.stderr.strip().splitlines() == [
         f"error: --http-credentials {tmp_path / 'nope'}: no such file"]
+    (tmp_path / "creds").write_text("a:b\n")
+    no_http = subprocess.run(run_cli_args(tiny_sequences, "-o", f"file://{tmp_path}/frames/", "--http-credentials",
+                                          str(tmp_path / "creds")), capture_output=True, text=True, env=env, timeout=300)
+    assert no_http.returncode == 1 and no_http.stderr.strip().splitlines() == [
+        "error: --http-credentials is for http:// outputs, and none is given"]
+    assert not (tmp_path / "frames").exists()
 
 
 def test_run_under_hostile_requests_serves_only_with_the_credential_and_prints_no_traceback(tiny_sequences, tmp_path):
