@@ -249,7 +249,8 @@ class MjpegHttpOutput(Output):
         self._delivered = 0  # the generation last handed to the viewers
         self._woken = False
         self._closing = False
-        self._pending: dict[_Connection, None] = {}  # insertion order = age, for eviction
+        self._pending: dict[_Connection, None] = {}  # reading a request or sending a response; oldest first
+        self._lingering: dict[_Connection, None] = {}  # answered, dropping what the client still sends
         self._streams: set[_Connection] = set()
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
@@ -291,7 +292,8 @@ class MjpegHttpOutput(Output):
 
     def stats(self) -> dict:
         return {"viewers": len(self._streams), "max_viewers": self.settings.max_viewers,
-                "pending": len(self._pending), "protected": self.protected, **dict(self.counts)}
+                "pending": len(self._pending) + len(self._lingering), "protected": self.protected,
+                **dict(self.counts)}
 
     def write(self, frame: np.ndarray) -> None:
         """Keep the newest frame and wake the server; never waits for a viewer (or encodes: the server does)."""
@@ -385,7 +387,7 @@ class MjpegHttpOutput(Output):
                     self.counts["internal_errors"] += 1
                     time.sleep(ROUND_S)
         finally:
-            for conn in list(self._pending) + list(self._streams):
+            for conn in list(self._pending) + list(self._lingering) + list(self._streams):
                 self._close(conn)
             self._selector.close()
             for sock in (self._listener, self._wake_r, self._wake_w):
@@ -447,7 +449,7 @@ class MjpegHttpOutput(Output):
             self.counts["accepted"] += 1
             sock.setblocking(False)
             conn = _Connection(sock, now)
-            if len(self._pending) >= self.settings.max_pending:
+            if len(self._pending) + len(self._lingering) >= self.settings.max_pending:
                 victim = self._evictable(now)
                 if victim is None:  # full of connections too young to judge: this one waits its turn elsewhere
                     self.counts["refused"] += 1
@@ -462,13 +464,12 @@ class MjpegHttpOutput(Output):
     def _evictable(self, now: float) -> _Connection | None:
         """The connection to drop for a new one: the oldest already answered (lingering), else the oldest
         that has not sent a whole request in ``EVICT_AFTER_S`` (idle or trickling), else None."""
-        old_request = None
-        for conn in self._pending:
-            if conn.kind == "linger":
+        if self._lingering:
+            return next(iter(self._lingering))
+        for conn in self._pending:  # oldest first: usually the first one qualifies
+            if conn.kind == "request" and now - conn.accepted >= EVICT_AFTER_S:
                 return conn
-            if old_request is None and conn.kind == "request" and now - conn.accepted >= EVICT_AFTER_S:
-                old_request = conn
-        return old_request
+        return None
 
     def _close(self, conn: _Connection, reset: bool = False) -> None:
         """Close; ``reset`` for a client that stopped reading: RST, so the kernel drops what it still holds
@@ -485,6 +486,7 @@ class MjpegHttpOutput(Output):
                     pass
             conn.sock.close()
         self._pending.pop(conn, None)
+        self._lingering.pop(conn, None)
         self._streams.discard(conn)
         conn.out.clear()
         conn.next_part = None
@@ -503,8 +505,10 @@ class MjpegHttpOutput(Output):
             elif conn.kind == "response" and conn.out and now - conn.progress > s.stall_timeout_s:
                 self.counts["stalled"] += 1
                 self._close(conn, reset=True)
-            elif conn.kind == "linger" and now > conn.linger_until:
-                self._close(conn)
+        for conn in list(self._lingering):  # in the order they began: stop at the first still lingering
+            if now <= conn.linger_until:
+                break
+            self._close(conn)
         for conn in list(self._streams):
             if self._stalled(conn, now):
                 self.counts["stalled"] += 1
@@ -709,6 +713,8 @@ class MjpegHttpOutput(Output):
         if conn.kind == "response":  # all sent: half-close, then drop what the client still sends
             conn.kind = "linger"
             conn.linger_until = now + LINGER_S
+            self._pending.pop(conn, None)
+            self._lingering[conn] = None
             try:
                 conn.sock.shutdown(socket.SHUT_WR)
             except OSError:

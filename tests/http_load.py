@@ -277,8 +277,8 @@ class Load:
             if len(buf) < body_start + length + 2:
                 return
             jpeg = bytes(buf[body_start:body_start + length])
-            if not (jpeg.startswith(b"\xff\xd8") and jpeg.endswith(b"\xff\xd9")) or buf[body_start + length:
-                                                                                        body_start + length + 2] != b"\r\n":
+            trailer = bytes(buf[body_start + length:body_start + length + 2])
+            if not (jpeg.startswith(b"\xff\xd8") and jpeg.endswith(b"\xff\xd9")) or trailer != b"\r\n":
                 stats["bad_parts"] = stats.get("bad_parts", 0) + 1
             else:
                 stats["frames"] += 1
@@ -306,7 +306,8 @@ class Load:
                     self.server_closed(conn, now)
                 else:
                     self.consume(conn, data, now)
-            elif conn.kind == "stalled" and conn.connected and conn.status == 200 and tcp_state(conn.sock) != ESTABLISHED:
+            elif (conn.kind == "stalled" and conn.connected and conn.status == 200
+                  and tcp_state(conn.sock) != ESTABLISHED):
                 self.server_closed(conn, now)  # reset (or FIN) from the server; seen without reading
 
     def run(self) -> dict:
@@ -393,6 +394,18 @@ def thread_cpu_s(native_id: int) -> float | None:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def open_sockets() -> int:
+    import os
+
+    count = 0
+    for fd in os.listdir("/proc/self/fd"):
+        try:
+            count += os.readlink(f"/proc/self/fd/{fd}").startswith("socket:")
+        except OSError:
+            pass  # closed meanwhile
+    return count
+
+
 def thread_switches(native_id: int) -> int | None:
     """Context switches of one thread of this process so far (each one a wake-up or a preemption)."""
     try:
@@ -409,8 +422,9 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
     load with ``load_args``, in its own process at ``client_nice`` lower priority, standing in for remote
     machines). Alternating windows in one run put machine load on both alike.
 
-    Returns {"windows": [{mode, seconds, fps, frames, peak {rss, threads, fds}, last {...}, server_cpu_s,
-    client_cpu_s, client (its report)}], "before"/"after": {rss, threads, fds} of this process before the
+    Returns {"windows": [{mode, seconds, fps, frames, peak and last {rss (MiB), threads (OS), py_threads,
+    fds, sockets}, pipeline_cpu_ms_per_frame, server_cpu_ms_per_frame, server_cpu_s, server_wakeups_per_s,
+    client_cpu_s, client (its report)}], "before"/"after": {the same counts} of this process before the
     pipeline existed and after it ended, "http": the server's counters, "summary", "stop_reason"}.
     """
     import gc
@@ -430,7 +444,8 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
             now_threads = os_threads()
             if now_threads != last:
                 last, steady_since = now_threads, time.monotonic()
-        return dict(rss=rss_mib(), threads=last, py_threads=threading.active_count(), fds=open_fds())
+        return dict(rss=rss_mib(), threads=last, py_threads=threading.active_count(), fds=open_fds(),
+                    sockets=open_sockets())
 
     before = snapshot()
     pipe = make_pipeline()
@@ -444,18 +459,23 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
             times.append(time.monotonic())
 
     pipe.outputs.append(Clock())
-    # time, rss, OS threads, fds, server CPU s, server context switches, Python threads (not sampler and control)
-    samples: list[tuple] = []
+    samples: list[dict] = []
     results: list[dict] = []
     done = threading.Event()
 
     def sample() -> None:
-        cpu, switches = 0.0, 0
+        me = threading.get_native_id()
+        last = dict(server_cpu=0.0, server_switches=0)
         while not done.wait(0.2):
-            cpu = thread_cpu_s(http._thread.native_id) or cpu
-            switches = thread_switches(http._thread.native_id) or switches
-            samples.append((time.monotonic(), rss_mib(), os_threads() - 2, open_fds(), cpu, switches,
-                            threading.active_count() - 2))
+            server_cpu = thread_cpu_s(http._thread.native_id)
+            server_switches = thread_switches(http._thread.native_id)
+            last = dict(
+                time=time.monotonic(), rss=rss_mib(), fds=open_fds(), sockets=open_sockets(),
+                threads=os_threads() - 2, py_threads=threading.active_count() - 2,  # not sampler and control
+                process_cpu=sum(os.times()[:2]), sampler_cpu=thread_cpu_s(me) or 0.0,
+                server_cpu=last["server_cpu"] if server_cpu is None else server_cpu,
+                server_switches=last["server_switches"] if server_switches is None else server_switches)
+            samples.append(last)
 
     def control() -> None:
         try:
@@ -483,16 +503,25 @@ def measure(make_pipeline, windows: list[tuple[str, float]], load_args: list[str
                     report = json.loads(out) if client.returncode == 0 and out.strip() else None
                 after = resource.getrusage(resource.RUSAGE_CHILDREN)
                 inside = [t for t in times if start <= t <= end]
-                window = [x for x in samples if start <= x[0] <= end] or samples[-1:]
+                window = [x for x in samples if start <= x["time"] <= end] or samples[-1:]
+                first, last = window[0], window[-1]
+                keys = ("rss", "threads", "py_threads", "fds", "sockets")
+                frames = max(1, sum(1 for t in times if first["time"] <= t <= last["time"]))
+                server_cpu = last["server_cpu"] - first["server_cpu"]
+                pipeline_cpu = (last["process_cpu"] - first["process_cpu"] - server_cpu
+                                - (last["sampler_cpu"] - first["sampler_cpu"]))
                 results.append({
                     "mode": mode, "seconds": seconds, "frames": len(inside),
                     "fps": (len(inside) - 1) / (inside[-1] - inside[0]) if len(inside) > 1 else 0.0,
-                    "peak": dict(rss=max(x[1] for x in window), threads=max(x[2] for x in window),
-                                 fds=max(x[3] for x in window)),
-                    "last": dict(rss=window[-1][1], threads=window[-1][2], fds=window[-1][3],
-                                 py_threads=window[-1][6]),
-                    "server_cpu_s": window[-1][4] - window[0][4],
-                    "server_wakeups_per_s": (window[-1][5] - window[0][5]) / max(1e-9, window[-1][0] - window[0][0]),
+                    "peak": {k: max(x[k] for x in window) for k in keys},
+                    "last": {k: last[k] for k in keys},
+                    # CPU seconds a fused frame costs this process, apart from the server thread (and the
+                    # sampler): the machine's other load changes FPS a lot, this much less
+                    "pipeline_cpu_ms_per_frame": 1000 * pipeline_cpu / frames,
+                    "server_cpu_ms_per_frame": 1000 * server_cpu / frames,
+                    "server_cpu_s": server_cpu,
+                    "server_wakeups_per_s": ((last["server_switches"] - first["server_switches"])
+                                             / max(1e-9, last["time"] - first["time"])),
                     "client_cpu_s": (after.ru_utime + after.ru_stime - usage.ru_utime - usage.ru_stime),
                     "client": report,
                 })

@@ -51,10 +51,10 @@ def test_forty_hostile_connections_neither_slow_the_pipeline_nor_leak(capfd):
     quiet_fps = (quiet_before["fps"] + quiet_after["fps"]) / 2
     assert load["fps"] >= 0.9 * quiet_fps, [w["fps"] for w in result["windows"]]
 
-    # one server thread whatever the clients do; fds bounded by the limits; everything back afterwards
-    assert load["peak"]["threads"] <= quiet_before["peak"]["threads"], (load["peak"], quiet_before["peak"])
-    # + 2: a connection being accepted while the table is full, and the pipe from the load client
-    assert load["peak"]["fds"] <= quiet_before["peak"]["fds"] + SETTINGS.max_viewers + SETTINGS.max_pending + 2
+    # one server thread whatever the clients do; sockets bounded by the limits; everything back afterwards
+    assert load["peak"]["py_threads"] == quiet_before["peak"]["py_threads"], (load["peak"], quiet_before["peak"])
+    # + 1: a connection being accepted while the table is full
+    assert load["peak"]["sockets"] <= quiet_before["peak"]["sockets"] + SETTINGS.max_viewers + SETTINGS.max_pending + 1
     assert quiet_after["last"]["fds"] == quiet_before["last"]["fds"]
     assert quiet_after["last"]["py_threads"] == quiet_before["last"]["py_threads"]
     assert load["peak"]["rss"] - quiet_before["last"]["rss"] <= 16, (quiet_before["last"], load["peak"])
@@ -78,7 +78,8 @@ def test_forty_hostile_connections_neither_slow_the_pipeline_nor_leak(capfd):
     # idle sockets: closed after the request timeout, not before
     idle = report["idle"]
     assert idle["closed_by_server"] >= 15, idle
-    assert SETTINGS.request_timeout_s <= idle["lifetime_min_s"] and idle["lifetime_max_s"] < SETTINGS.request_timeout_s + 1.5
+    assert SETTINGS.request_timeout_s <= idle["lifetime_min_s"]
+    assert idle["lifetime_max_s"] < SETTINGS.request_timeout_s + 1.5
     # malformed requests: each its own short error, none unanswered
     bad = report["malformed"]
     assert bad["answered"] == bad["sent"] >= 15 and bad["wrong"] == {}, bad

@@ -511,7 +511,8 @@ def test_run_warns_once_for_an_open_stream_and_checks_the_credentials_file(tiny_
         f"error: --http-credentials {tmp_path / 'nope'}: no such file"]
     (tmp_path / "creds").write_text("a:b\n")
     no_http = subprocess.run(run_cli_args(tiny_sequences, "-o", f"file://{tmp_path}/frames/", "--http-credentials",
-                                          str(tmp_path / "creds")), capture_output=True, text=True, env=env, timeout=300)
+                                          str(tmp_path / "creds")),
+                             capture_output=True, text=True, env=env, timeout=300)
     assert no_http.returncode == 1 and no_http.stderr.strip().splitlines() == [
         "error: --http-credentials is for http:// outputs, and none is given"]
     assert not (tmp_path / "frames").exists()

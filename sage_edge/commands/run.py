@@ -30,7 +30,9 @@ def http_settings(outputs: tuple[str, ...], credentials_file: Path | None, max_v
 
     if credentials_file is not None and not any(o.lower().startswith("http://") for o in outputs):
         raise SageEdgeError(f"{credentials_flag('http')} is for http:// outputs, and none is given")
-    credentials = None if credentials_file is None else read_credentials_file(credentials_file, credentials_flag("http"))
+    credentials = None
+    if credentials_file is not None:
+        credentials = read_credentials_file(credentials_file, credentials_flag("http"))
     return HttpSettings(credentials=credentials, max_viewers=max_viewers)
 
 
