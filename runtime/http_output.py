@@ -17,8 +17,9 @@ Bounded resources, whatever clients do: one thread in all (non-blocking sockets 
 200 hostile connections cost 200 small objects, not 200 threads); at most ``max_viewers`` streams (the next
 gets 503 at once); at most ``max_pending`` other connections (still sending their request, or receiving a
 one-off response). Past that, a new connection replaces the oldest one that was already answered or has sent
-no whole request for a second (so idle sockets cannot lock viewers out), or is reset if there is none. A
-request that arrived with the connection is read as soon as it is accepted. A request
+no whole request for a second (so idle sockets cannot lock viewers out); while there is none, new connections
+wait in the kernel's listen backlog (accepting pauses). A request that arrived with the connection is read
+as soon as it is accepted. A request
 must arrive whole within ``request_timeout_s`` (else 408), in at most ``max_request_bytes`` and
 ``max_headers`` header lines (else 414/431). A viewer whose client acknowledges no byte for
 ``stall_timeout_s`` while data waits for it (it stopped reading) is reset, and so is a one-off response the
@@ -70,7 +71,7 @@ ROUND_S = 0.01  # ... and handles a flood in rounds at most this often, not one 
 EVICT_AFTER_S = 1.0  # a pending connection may be dropped for a new one once this old (a request takes one trip)
 
 COUNTERS = ("accepted", "requests", "served", "unauthorized", "not_found", "bad_request", "too_large",
-            "method_not_allowed", "busy", "timed_out", "stalled", "evicted", "refused", "frames_sent",
+            "method_not_allowed", "busy", "timed_out", "stalled", "evicted", "accept_paused", "frames_sent",
             "frames_skipped", "internal_errors")
 
 
@@ -252,6 +253,7 @@ class MjpegHttpOutput(Output):
         self._pending: dict[_Connection, None] = {}  # reading a request or sending a response; oldest first
         self._lingering: dict[_Connection, None] = {}  # answered, dropping what the client still sends
         self._streams: set[_Connection] = set()
+        self._accepting = True  # the listener is in the selector
         try:
             family = socket.AF_INET6 if ":" in host else socket.AF_INET
             self._listener = socket.create_server((host, port), family=family, backlog=128)
@@ -427,6 +429,7 @@ class MjpegHttpOutput(Output):
             self._accept(now)
         self._deliver(now)
         self._expire(now)
+        self._resume_accepting(now)
         return now
 
     def _drain_wake(self) -> None:
@@ -438,28 +441,42 @@ class MjpegHttpOutput(Output):
 
     def _accept(self, now: float) -> None:
         for _ in range(ACCEPTS_PER_WAKE):
+            victim = None
+            if len(self._pending) + len(self._lingering) >= self.settings.max_pending:
+                victim = self._evictable(now)
+                if victim is None:  # full of connections too young to judge: new ones wait in the kernel's
+                    self._pause_accepting()  # backlog (costing us nothing) until one can go
+                    return
             try:
                 sock, _ = self._listener.accept()
             except (BlockingIOError, InterruptedError):
                 return
-            except OSError:  # out of file descriptors (EMFILE): back off instead of spinning on a ready listener
+            except OSError:  # out of file descriptors (EMFILE): try again next round, do not spin
                 self.counts["internal_errors"] += 1
-                time.sleep(0.05)
+                self._pause_accepting()
                 return
             self.counts["accepted"] += 1
-            sock.setblocking(False)
-            conn = _Connection(sock, now)
-            if len(self._pending) + len(self._lingering) >= self.settings.max_pending:
-                victim = self._evictable(now)
-                if victim is None:  # full of connections too young to judge: this one waits its turn elsewhere
-                    self.counts["refused"] += 1
-                    self._close(conn, reset=True)
-                    continue
+            if victim is not None:
                 self.counts["evicted"] += 1
                 self._close(victim, reset=True)
+            sock.setblocking(False)
+            conn = _Connection(sock, now)
             self._pending[conn] = None
             self._selector.register(sock, conn.events, conn)
             self._on_read(conn, now)  # a request that came with the handshake is served before anything else
+
+    def _pause_accepting(self) -> None:
+        if self._accepting:
+            self._selector.unregister(self._listener)
+            self._accepting = False
+            self.counts["accept_paused"] += 1
+
+    def _resume_accepting(self, now: float) -> None:
+        """Listen again once there is room, or a connection that may be replaced."""
+        if not self._accepting and (len(self._pending) + len(self._lingering) < self.settings.max_pending
+                                    or self._evictable(now) is not None):
+            self._selector.register(self._listener, selectors.EVENT_READ, "listener")
+            self._accepting = True
 
     def _evictable(self, now: float) -> _Connection | None:
         """The connection to drop for a new one: the oldest already answered (lingering), else the oldest
