@@ -197,7 +197,7 @@ class _Connection:
     """One client socket. ``kind``: request (reading its head) -> response (send, then linger) | stream."""
 
     __slots__ = ("sock", "kind", "inbuf", "out", "next_part", "generation", "accepted", "progress", "sent",
-                 "acked", "acked_at", "linger_until", "received_after", "events")
+                 "acked", "acked_at", "linger_until", "received_after", "close_when_sent", "events")
 
     def __init__(self, sock: socket.socket, now: float) -> None:
         self.sock = sock
@@ -213,7 +213,8 @@ class _Connection:
         self.acked_at = now  # when that last grew, or nothing was owed (stream)
         self.linger_until = 0.0
         self.received_after = 0  # bytes the client sent after its request head
-        self.events = selectors.EVENT_READ
+        self.close_when_sent = False  # the whole request was read: close after the response, no lingering
+        self.events = 0  # selector events; 0: not registered (yet)
 
 
 PAGE = """<!doctype html><html><head><meta charset="utf-8"><title>sage-edge {title}</title>
@@ -458,12 +459,13 @@ class MjpegHttpOutput(Output):
             self.counts["accepted"] += 1
             if victim is not None:
                 self.counts["evicted"] += 1
-                self._close(victim, reset=True)
+                self._close(victim)
             sock.setblocking(False)
             conn = _Connection(sock, now)
             self._pending[conn] = None
-            self._selector.register(sock, conn.events, conn)
             self._on_read(conn, now)  # a request that came with the handshake is served before anything else
+            if conn.sock.fileno() >= 0 and not conn.events:
+                self._set_events(conn, selectors.EVENT_READ)
 
     def _pause_accepting(self) -> None:
         if self._accepting:
@@ -492,10 +494,9 @@ class MjpegHttpOutput(Output):
         """Close; ``reset`` for a client that stopped reading: RST, so the kernel drops what it still holds
         for it at once instead of keeping it until the client reads (which it will not)."""
         if conn.sock.fileno() >= 0:
-            try:
+            if conn.events:
                 self._selector.unregister(conn.sock)
-            except (KeyError, ValueError):
-                pass
+                conn.events = 0
             if reset:
                 try:
                     conn.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
@@ -509,9 +510,12 @@ class MjpegHttpOutput(Output):
         conn.next_part = None
 
     def _set_events(self, conn: _Connection, events: int) -> None:
-        if events != conn.events:
-            conn.events = events
+        """Register for ``events`` (a connection answered at once is never registered: fewer system calls)."""
+        if not conn.events:
+            self._selector.register(conn.sock, events, conn)
+        elif events != conn.events:
             self._selector.modify(conn.sock, events, conn)
+        conn.events = events
 
     def _expire(self, now: float) -> None:
         s = self.settings
@@ -619,6 +623,10 @@ class MjpegHttpOutput(Output):
         url = urlsplit(target)
         path, query = url.path, url.query
         head_only = method == "HEAD"  # RFC 9110 9.3.2: the same head, no body
+        # nothing more can come from this client: close right after answering (else linger, so that unread
+        # bytes do not make our close a reset that could destroy the answer before the client reads it)
+        conn.close_when_sent = (method in ("GET", "HEAD") and conn.received_after == 0
+                                and "content-length" not in headers and "transfer-encoding" not in headers)
         how = self._authorized(headers, query)
         if how is None:
             self.counts["unauthorized"] += 1
@@ -727,6 +735,9 @@ class MjpegHttpOutput(Output):
                 self.counts["frames_sent"] += 1
                 continue
             break
+        if conn.kind == "response" and conn.close_when_sent:
+            self._close(conn)
+            return
         if conn.kind == "response":  # all sent: half-close, then drop what the client still sends
             conn.kind = "linger"
             conn.linger_until = now + LINGER_S
