@@ -98,7 +98,8 @@ def report(result: dict, args: argparse.Namespace, connections: int, settings) -
               f"{w['server_cpu_ms_per_frame']:4.1f} ms CPU/frame (pipeline + server)  peak threads "
               f"{w['peak']['py_threads']} Python, {w['peak']['threads']} OS  sockets {w['peak']['sockets']} fds "
               f"{w['peak']['fds']} (at end {w['last']['fds']})  RSS MiB {w['peak']['rss']:.1f} (at end "
-              f"{w['last']['rss']:.1f})  load client CPU {w['client_cpu_s']:.2f} s")
+              f"{w['last']['rss']:.1f})  server thread {100 * w['server_cpu_s'] / w['seconds']:.1f} % of a core, "
+              f"load client CPU {w['client_cpu_s']:.2f} s")
     med = statistics.median(ratios)
     print(f"  FPS ratio loaded/quiet: median {med:.3f}, windows {', '.join(f'{x:.3f}' for x in ratios)} "
           f"(spread {min(ratios):.3f}..{max(ratios):.3f})")
