@@ -7,7 +7,8 @@
     rtp://HOST:PORT      H.264 over RTP/UDP through GStreamer (needs OpenCV with GStreamer)
     rtsp://@:8554/name   an RTSP server through GStreamer's RTSP server (needs OpenCV with GStreamer and
                          PyGObject with GstRtspServer, as on JetPack)
-    http://@:8080        an MJPEG stream plus a status page (``sage_edge.runtime.http_output``)
+    http://@:8080        an MJPEG stream plus a status page (``sage_edge.runtime.http_output``);
+                         http://USER:PASSWORD@@:8080 asks every client for that credential
 
 ``open_output`` validates a URI at once (one-line error); devices and files are opened on the first frame,
 when the frame size is known, so a run that fails before its first frame leaves nothing behind.
@@ -18,12 +19,15 @@ import contextlib
 import os
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 from sage_edge.atomic import atomic_path
 from sage_edge.errors import SageEdgeError
+
+if TYPE_CHECKING:
+    from sage_edge.runtime.http_output import HttpSettings
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG", ".mov": "mp4v"}
 OUTPUT_SCHEMES = ("display://", "file://", "rtp://", "rtsp://", "http://")
@@ -274,8 +278,12 @@ def _host_port(uri: str, rest: str, default_port: int | None) -> tuple[str, int,
     return host or "@", int(port), path
 
 
-def open_output(uri: str, fps: float = 30.0, status: Callable[[], dict] | None = None) -> Output:
-    """An ``Output`` for ``uri``. Validates now (one line on error); files are created on the first frame."""
+def open_output(uri: str, fps: float = 30.0, status: Callable[[], dict] | None = None,
+                http: HttpSettings | None = None) -> Output:
+    """An ``Output`` for ``uri``. Validates now (one line on error); files are created on the first frame.
+
+    ``http``: access control and limits for ``http://`` outputs (``sage_edge.runtime.http_output``).
+    """
     uri = str(uri)
     if "://" not in uri:
         uri = "file://" + uri
@@ -306,8 +314,12 @@ def open_output(uri: str, fps: float = 30.0, status: Callable[[], dict] | None =
             raise SageEdgeError(f"{uri}: sage-edge serves RTSP itself; use rtsp://@:{port}/{mount or 'name'}")
         return RtspServerOutput(uri, port, mount or "fused", fps)
     if scheme == "http":
-        from sage_edge.runtime.http_output import MjpegHttpOutput
+        from sage_edge.runtime.credentials import redact_uri, split_userinfo
+        from sage_edge.runtime.http_output import MjpegHttpOutput, resolve_http_settings
 
+        uri_credentials, rest = split_userinfo(uri, rest)
+        uri = redact_uri(uri)  # the password never reaches a message or the page
         host, port, _ = _host_port(uri, rest, 8080)
-        return MjpegHttpOutput(uri, "0.0.0.0" if host == "@" else host, port, status=status)
+        return MjpegHttpOutput(uri, "0.0.0.0" if host == "@" else host, port, status=status,
+                               settings=resolve_http_settings(http, uri_credentials))
     raise SageEdgeError(f"{uri}: unsupported output; use {', '.join(s + '...' for s in OUTPUT_SCHEMES)}")

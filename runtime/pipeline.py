@@ -36,6 +36,7 @@ from sage_edge.errors import SageEdgeError
 from sage_edge.imageio import as_ir, as_visible, check_not_swapped
 from sage_edge.runtime.backend import Backend, open_backend
 from sage_edge.runtime.fuser import Fuser
+from sage_edge.runtime.http_output import HttpSettings
 from sage_edge.runtime.outputs import Output, open_output
 from sage_edge.runtime.pairing import IR, SIDES, VIS, Pair, Pairer
 from sage_edge.runtime.registration import Homography, Registration, load_homography
@@ -279,6 +280,7 @@ class Pipeline:
     thread), or ``model`` (a file path) opened with ``open_backend(model, backend)``. ``outputs``: URIs or
     ``Output`` objects. ``frames``/``duration``: stop after that many fused frames / seconds. ``max_skew_ms``:
     pairing window (default: half the slower source's period). ``log``: one-line messages (reconnects).
+    ``http``: access control and limits for ``http://`` outputs (``HttpSettings``).
     """
 
     def __init__(
@@ -306,6 +308,7 @@ class Pipeline:
         queue_size: int = 2,
         log: Callable[[str], None] | None = None,
         status_interval_s: float | None = None,
+        http: HttpSettings | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise SageEdgeError(f"unknown layout '{layout}'; choose from {', '.join(LAYOUTS)}")
@@ -346,7 +349,7 @@ class Pipeline:
         self.outputs: list[Output] = []
         try:
             for o in outputs:
-                self.outputs.append(o if isinstance(o, Output) else open_output(o, self.output_fps, self.status))
+                self.outputs.append(o if isinstance(o, Output) else open_output(o, self.output_fps, self.status, http))
         except BaseException:
             for made in self.outputs:  # e.g. an HTTP server already listening
                 made.abort()

@@ -26,6 +26,19 @@ def resolve_run_model(model: str) -> Path:
 STATUS_INTERVAL_S = 5.0
 
 
+def http_settings(outputs: tuple[str, ...], credentials_file: Path | None, max_viewers: int):
+    """``HttpSettings`` for the http:// outputs from the command line (the URI and environment add to it)."""
+    from sage_edge.runtime.credentials import credentials_flag, read_credentials_file
+    from sage_edge.runtime.http_output import HttpSettings
+
+    if credentials_file is not None and not any(o.lower().startswith("http://") for o in outputs):
+        raise SageEdgeError(f"{credentials_flag('http')} is for http:// outputs, and none is given")
+    credentials = None
+    if credentials_file is not None:
+        credentials = read_credentials_file(credentials_file, credentials_flag("http"))
+    return HttpSettings(credentials=credentials, max_viewers=max_viewers)
+
+
 @click.command()
 @click.option("--ir", "ir_uri", required=True, metavar="URI",
               help="IR source: csi://N, v4l2:///dev/videoN, rtsp://..., file://PATH (video, image dir, glob), gst://PIPELINE.")
@@ -58,10 +71,16 @@ STATUS_INTERVAL_S = 5.0
               help="IR camera frame rate (csi/v4l2; image sequences, e.g. 9 for a FLIR Lepton's frames).")
 @click.option("--quiet", "-q", is_flag=True,
               help=f"Print only the summary (no status line every {STATUS_INTERVAL_S:g} s on stderr).")
+@click.option("--http-credentials", type=click.Path(path_type=Path), metavar="FILE",
+              help="http:// outputs ask every client for USER:PASSWORD, read from FILE's first line (kept out of the "
+                   "process list) [or env SAGE_EDGE_HTTP_CREDENTIALS; a bearer token: env SAGE_EDGE_HTTP_TOKEN].")
+@click.option("--http-max-viewers", type=click.IntRange(1, 256), default=8, show_default=True,
+              help="http:// outputs: concurrent /stream viewers; the next one gets 503 at once.")
 def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str, ...], homography: Path | None,
         no_crop: bool, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
         duration: float | None, layout: str, overlay: bool, loop: bool, vis_size: str | None,
-        vis_fps: float | None, ir_fps: float | None, quiet: bool) -> None:
+        vis_fps: float | None, ir_fps: float | None, quiet: bool, http_credentials: Path | None,
+        http_max_viewers: int) -> None:
     """Fuse two live cameras (or files): pair frames by time, register, fuse, stream.
 
     Ctrl-C (SIGINT) or SIGTERM finishes the frame in flight, closes the outputs (videos stay playable),
@@ -73,6 +92,7 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
 
     if max_skew_ms is not None and max_skew_ms <= 0:
         raise SageEdgeError("--max-skew-ms must be positive")
+    http = http_settings(outputs, http_credentials, http_max_viewers)
     model_path = resolve_run_model(model)
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     pipeline = Pipeline(
@@ -80,13 +100,18 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
         crop=not no_crop, max_skew_ms=max_skew_ms, ir_format=ir_format, frames=frames, duration=duration,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
         smoothing=smoothing, log=log, ir_fps=ir_fps, status_interval_s=None if quiet else STATUS_INTERVAL_S,
+        http=http,
     )
     if not outputs:
         click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",
                    err=True)
     for output in pipeline.outputs:
+        if getattr(output, "warning", None):  # printed even with --quiet: the stream is open to the network
+            click.echo(f"warning: {output.warning}", err=True)
         if hasattr(output, "port") and not quiet:
             host, port = output.address
-            click.echo(f"serving {output.uri} at http://{'localhost' if host == '0.0.0.0' else host}:{port}/", err=True)
+            access = " (credential required)" if getattr(output, "protected", False) else ""
+            click.echo(f"serving {output.uri} at http://{'localhost' if host == '0.0.0.0' else host}:{port}/{access}",
+                       err=True)
     summary = pipeline.run(handle_signals=True)
     click.echo(summary.format())
