@@ -146,7 +146,8 @@ def test_homography_warp_side_by_side_and_overlay():
              outputs=[plain]).run()
     Pipeline(ArraySource(big), ArraySource([colour(120, 160)] * 2), backend_factory=EchoBackend,
              outputs=[marked], overlay=True).run()
-    assert plain.frames[1].max() == 0 and marked.frames[1][:30].max() == 255  # FPS / latency text drawn
+    # FPS / latency text drawn in white; anti-aliased strokes peak at 251 with OpenCV 4.6 (JetPack's), 255 later
+    assert plain.frames[1].max() == 0 and marked.frames[1][:30].max() >= 240
 
 
 def test_ir_is_resized_to_the_visible_size_without_homography():
