@@ -172,8 +172,11 @@ class FrameDirOutput(Output):
 def _gst_encoder(gop: int = 30) -> str:
     """The best H.264 encoder element present (Jetson's hardware one, else x264), from BGR frames, with a key
     frame at least every ``gop`` frames, so a receiver that joins late or loses packets has a picture again
-    within about a second (x264enc's default is 250 frames)."""
-    x264 = f"videoconvert ! video/x-raw, format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast key-int-max={gop}"
+    within about a second (x264enc's default is 250 frames). x264 runs one thread, so each frame is one slice:
+    FFmpeg's RTSP/RTP client (OpenCV, ffplay) decodes the multi-slice frames of x264's sliced threads (what
+    tune=zerolatency turns on) as corrupt, smeared pictures; GStreamer's does not."""
+    x264 = ("videoconvert ! video/x-raw, format=I420 ! "
+            f"x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={gop}")
     try:
         import gi
 

@@ -102,6 +102,17 @@ def scene(tmp_path_factory, ivif_dir) -> Path:
     return root
 
 
+@pytest.fixture(scope="module")
+def still(scene, tmp_path_factory) -> Path:
+    """ir/, vis/: frame 10 of the scene three times (with --loop: a stream whose fused frame is known)."""
+    root = tmp_path_factory.mktemp("still")
+    for side in ("ir", "vis"):
+        (root / side).mkdir()
+        for k in range(3):
+            shutil.copy(scene / side / "010.png", root / side / f"{k:03d}.png")
+    return root
+
+
 # --------------------------------------------------------------------------------------------- helpers
 
 
@@ -172,15 +183,17 @@ def finish(proc: subprocess.Popen, timeout: float = 180.0) -> tuple[int, str, st
 
 
 def client(source: str, *args: str, api: str = "gstreamer") -> subprocess.Popen:
+    # FFmpeg's warnings on (they go to the client's stdout): "corrupt decoded frame" must be seen, not hidden
     return subprocess.Popen([sys.executable, str(HERE / "stream_client.py"), source, "--api", api, *args],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "OPENCV_FFMPEG_LOGLEVEL": "24"})
 
 
 def client_report(proc: subprocess.Popen, timeout: float = 120.0) -> dict:
     out, err = proc.communicate(timeout=timeout)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     assert lines, f"stream client printed no report; stderr:\n{err[-2000:]}"
-    return json.loads(lines[-1])
+    return {**json.loads(lines[-1]), "log": out + err}
 
 
 def split_side_by_side(image: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -266,25 +279,36 @@ def test_gst_gray16_ir_goes_through_the_thermal_stretch(tmp_path, scene):
 # --------------------------------------------------------------------------------------------- outputs
 
 
-def test_rtsp_output_is_decoded_by_a_gstreamer_client(tmp_path, scene):
-    """rtsp://127.0.0.1:PORT/fused: GStreamer's rtspsrc gets 30 frames at the fused size, a late joiner too."""
+def test_rtsp_output_is_decoded_by_gstreamer_and_ffmpeg_clients(tmp_path, still):
+    """rtsp://127.0.0.1:PORT/fused: GStreamer's rtspsrc gets 30 frames at the fused size, a late joiner gets a
+    picture at once, FFmpeg's client (OpenCV, ffplay, VLC's decoder) gets them too, and every client's
+    pictures are the fused frame (H.264 is lossy: within a few grey levels on average, no smear)."""
     port = free_port()
-    run = start_run(tmp_path, "--ir", f"file://{scene}/ir", "--vis", f"file://{scene}/vis", "--loop",
-                    "--duration", "90", "-o", f"rtsp://127.0.0.1:{port}/fused")
+    shown = tmp_path / "fused"
+    run = start_run(tmp_path, "--ir", f"file://{still}/ir", "--vis", f"file://{still}/vis", "--loop",
+                    "--duration", "120", "-o", f"rtsp://127.0.0.1:{port}/fused", "-o", f"file://{shown}/")
     try:
         assert _wait_for_port(port, 60), "the RTSP output never listened"
-        first = client(rtsp_receiver(f"rtsp://127.0.0.1:{port}/fused"), "--frames", "30", "--timeout", "80")
+        first = client(rtsp_receiver(f"rtsp://127.0.0.1:{port}/fused"), "--frames", "30", "--timeout", "80",
+                       "--save", str(tmp_path / "gstreamer"))
         time.sleep(3)
         late = client(rtsp_receiver(f"rtsp://127.0.0.1:{port}/fused"), "--frames", "5", "--timeout", "60")
-        reports = [client_report(first), client_report(late)]
+        reports = {"gstreamer": client_report(first), "late": client_report(late)}
+        reports["ffmpeg"] = client_report(client(f"rtsp://127.0.0.1:{port}/fused", "--frames", "30", "--timeout",
+                                                 "80", "--save", str(tmp_path / "ffmpeg"), api="ffmpeg"))
     finally:
         run.send_signal(signal.SIGINT)
         code, out, err = finish(run, 60)
     assert code == 0, err
     assert "warning" not in err  # loopback only: nothing to warn about
-    for report in reports:
-        assert report["end"] == "count" and report["sizes"] == [list(SIZE)], report
-    assert reports[1]["first_s"] < 5.0, reports[1]  # a viewer joining a running stream gets a key frame at once
+    for name, report in reports.items():
+        assert report["end"] == "count" and report["sizes"] == [list(SIZE)], (name, report)
+    assert reports["late"]["first_s"] < 5.0, reports["late"]  # a late joiner gets a key frame at once
+    fused = cv2.imread(str(next(shown.glob("*.png")))).astype(int)
+    for name in ("gstreamer", "ffmpeg"):
+        received = cv2.imread(str(tmp_path / name / "last.png")).astype(int)
+        error = np.abs(received - fused).mean()
+        assert error < 4.0, f"{name} client: the picture differs from the fused frame by {error:.1f} levels on average"
 
 
 def test_rtsp_output_credentials(tmp_path, scene):
@@ -384,7 +408,7 @@ def test_video_files_play_back_with_their_frame_count_and_rate(tmp_path, scene):
     assert no_leftovers(tmp_path) == []
 
 
-def test_display_shows_frames_under_xvfb(tmp_path, scene):
+def test_display_shows_frames_under_xvfb(tmp_path, still):
     """display://0 with apt's OpenCV (Qt/GTK highgui) in a real X server: the fused frame is on the screen."""
     xvfb = shutil.which("Xvfb")
     if xvfb is None:
@@ -399,11 +423,6 @@ def test_display_shows_frames_under_xvfb(tmp_path, scene):
         with os.fdopen(read_fd) as display_pipe:
             display = _readline(display_pipe, 30)
         assert display.isdigit(), "Xvfb did not start"
-        still = tmp_path / "still"  # one frame repeated: the window shows one known fused image
-        for side in ("ir", "vis"):
-            (still / side).mkdir(parents=True)
-            for k in range(3):
-                shutil.copy(scene / side / "010.png", still / side / f"{k:03d}.png")
         run = start_run(tmp_path, "--ir", f"file://{still}/ir", "--vis", f"file://{still}/vis", "--loop",
                         "--duration", "60", "-q", "-o", "display://0", "-o", f"file://{tmp_path}/shown/",
                         env={"DISPLAY": f":{display}", "QT_QPA_PLATFORM": "xcb"})
