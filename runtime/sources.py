@@ -210,9 +210,11 @@ class CaptureSource(Source):
     def _open_capture(self):
         import cv2
 
-        if self.api != cv2.CAP_FFMPEG or self.probe is None or "OPENCV_FFMPEG_CAPTURE_OPTIONS" in os.environ:
+        if self.api != cv2.CAP_FFMPEG or self.probe is None:
             return cv2.VideoCapture(self.target, self.api)
         with _FFMPEG_OPTIONS_LOCK:  # OpenCV reads them in open(): set them for this network stream only
+            if "OPENCV_FFMPEG_CAPTURE_OPTIONS" in os.environ:  # the user's (ours never outlives the lock)
+                return cv2.VideoCapture(self.target, self.api)
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = RTSP_FFMPEG_OPTIONS
             try:
                 return cv2.VideoCapture(self.target, self.api)
