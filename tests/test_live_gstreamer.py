@@ -36,25 +36,31 @@ COUNT = 64  # frames per loop; the bar code holds index % 64
 BITS = 6
 
 
+_PROBE_GSTREAMER = """
+import gi
+gi.require_version("Gst", "1.0")
+gi.require_version("GstRtspServer", "1.0")
+from gi.repository import Gst, GstRtspServer
+Gst.init(None)
+print(" ".join(e for e in ("x264enc", "avdec_h264", "rtspsrc", "pngdec", "multifilesrc") if Gst.ElementFactory.find(e) is None))
+"""
+
+
 def _gstreamer_ready() -> str | None:
-    """Why this module cannot run here, or None."""
+    """Why this module cannot run here, or None.
+
+    GStreamer is probed in a child process: initialised in the pytest process (with apt's cv2 loaded), it made
+    onnxruntime crash (SIGSEGV) on the next invalid .onnx file another test loads (both bring a protobuf)."""
     from sage_edge.runtime.sources import opencv_has_gstreamer
 
     if not opencv_has_gstreamer():
         return "OpenCV has no GStreamer (pip wheel); run bash scripts/test_jetson_like.sh (apt's python3-opencv)"
-    try:
-        import gi
-
-        gi.require_version("Gst", "1.0")
-        gi.require_version("GstRtspServer", "1.0")
-        from gi.repository import Gst, GstRtspServer  # noqa: F401
-    except (ImportError, ValueError):
+    probe = subprocess.run([sys.executable, "-c", _PROBE_GSTREAMER], capture_output=True, text=True, timeout=120)
+    if probe.returncode != 0:
         return "PyGObject with GstRtspServer missing (apt install python3-gi gir1.2-gst-rtsp-server-1.0)"
-    Gst.init(None)
-    missing = [e for e in ("x264enc", "avdec_h264", "rtspsrc", "pngdec", "multifilesrc")
-               if Gst.ElementFactory.find(e) is None]
+    missing = probe.stdout.strip()
     if missing:
-        return f"GStreamer elements missing: {', '.join(missing)} (gstreamer1.0-plugins-good/-ugly, gstreamer1.0-libav)"
+        return f"GStreamer elements missing: {missing} (gstreamer1.0-plugins-good/-ugly, gstreamer1.0-libav)"
     return None
 
 
