@@ -55,6 +55,7 @@ PROBE_TIMEOUT_S = 2.0
 # FFmpeg's defaults read ~3 s of a new RTSP stream to learn its format (the SDP's SPS/PPS already say it):
 # 3 s more to open, and a 3-s backlog of stale frames. Users' own OPENCV_FFMPEG_CAPTURE_OPTIONS win.
 RTSP_FFMPEG_OPTIONS = "analyzeduration;0|probesize;32"
+RTSP_TIMEOUT_MS = 5000  # an RTSP stream that does not open, or sends nothing, for 5 s has failed (OpenCV: 30 s)
 _FFMPEG_OPTIONS_LOCK = threading.Lock()  # the options travel through the environment: one open at a time
 CATCH_UP_MAX_S = 5.0  # longest we skip an RTSP stream's start-up backlog
 CATCH_UP_FAST_S = 0.005  # without usable timestamps: a read this fast came from FFmpeg's buffer
@@ -212,12 +213,15 @@ class CaptureSource(Source):
 
         if self.api != cv2.CAP_FFMPEG or self.probe is None:
             return cv2.VideoCapture(self.target, self.api)
+        params: list[int] = []
+        if hasattr(cv2, "CAP_PROP_READ_TIMEOUT_MSEC"):  # OpenCV 4.5.3+
+            params = [cv2.CAP_PROP_OPEN_TIMEOUT_MSEC, RTSP_TIMEOUT_MS, cv2.CAP_PROP_READ_TIMEOUT_MSEC, RTSP_TIMEOUT_MS]
         with _FFMPEG_OPTIONS_LOCK:  # OpenCV reads them in open(): set them for this network stream only
             if "OPENCV_FFMPEG_CAPTURE_OPTIONS" in os.environ:  # the user's (ours never outlives the lock)
-                return cv2.VideoCapture(self.target, self.api)
+                return cv2.VideoCapture(self.target, self.api, params)
             os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"] = RTSP_FFMPEG_OPTIONS
             try:
-                return cv2.VideoCapture(self.target, self.api)
+                return cv2.VideoCapture(self.target, self.api, params)
             finally:
                 del os.environ["OPENCV_FFMPEG_CAPTURE_OPTIONS"]
 
