@@ -96,5 +96,5 @@ for name in $RUNTIME_TESTS; do
 done
 # from a scratch directory: the installed package is imported, not the source tree
 (cd "$WORK" && /usr/bin/python3 -m pytest -q -p no:cacheprovider --rootdir "$REPO" -c "$REPO/pyproject.toml" \
-   -rs "${tests[@]}" "$@")
+   -rs --durations=12 "${tests[@]}" "$@")
 phase "done"
