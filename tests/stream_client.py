@@ -37,7 +37,13 @@ def main(argv: list[str] | None = None) -> None:
             done.set()
             print(json.dumps(report), flush=True)
 
-    timer = threading.Timer(args.timeout, lambda: (finish(), sys.stdout.flush(), _exit(0)))
+    def give_up() -> None:  # a read that never returns: report what we have and leave, whatever happens
+        try:
+            finish()
+        finally:
+            _exit(0)
+
+    timer = threading.Timer(args.timeout, give_up)
     timer.daemon = True
     timer.start()
     cap = cv2.VideoCapture(args.source, api)
@@ -75,8 +81,10 @@ def main(argv: list[str] | None = None) -> None:
 def _exit(code: int) -> None:
     import os
 
-    sys.stdout.flush()
-    os._exit(code)
+    try:
+        sys.stdout.flush()
+    finally:
+        os._exit(code)
 
 
 if __name__ == "__main__":

@@ -143,7 +143,9 @@ class Camera:
              "--epoch", repr(self.epoch), "--mount", f"ir={self.scene / 'ir'}", "--mount", f"vis={self.scene / 'vis'}"],
             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = _readline(self.proc.stdout, timeout)
-        assert line.startswith("ready"), f"camera server did not start: {line!r} {self.proc.stderr.read() if self.proc.poll() is not None else ''}"
+        if not line.startswith("ready"):
+            self.kill()
+            pytest.fail(f"camera server did not start: {line!r} {self.proc.stderr.read()}")
         self.ready_at = time.time()
         return self
 
@@ -196,7 +198,12 @@ def client(source: str, *args: str, api: str = "gstreamer") -> subprocess.Popen:
 
 
 def client_report(proc: subprocess.Popen, timeout: float = 120.0) -> dict:
-    out, err = proc.communicate(timeout=timeout)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    finally:
+        if proc.poll() is None:  # never leave a receiver behind
+            proc.kill()
+            proc.wait(10)
     lines = [line for line in out.splitlines() if line.startswith("{")]
     assert lines, f"stream client printed no report; stderr:\n{err[-2000:]}"
     return {**json.loads(lines[-1]), "log": out + err}
@@ -375,7 +382,9 @@ def test_rtp_output_is_decoded_by_a_gstreamer_receiver(tmp_path, scene):
                       'clock-rate=90000,payload=96" ! rtph264depay ! avdec_h264 ! videoconvert '
                       "! video/x-raw,format=BGR ! appsink sync=false", "--frames", "30", "--timeout", "120")
     # OpenCV's open() waits for the first packet, so wait for the receiver's socket instead
-    assert _wait_for(lambda: _udp_bound(port), 60), "the receiver never bound its port"
+    if not _wait_for(lambda: _udp_bound(port), 60):
+        receiver.kill()
+        pytest.fail("the receiver never bound its port")
     run = start_run(tmp_path, "--ir", f"file://{scene}/ir", "--vis", f"file://{scene}/vis", "--loop",
                     "--duration", "110", "-q", "-o", f"rtp://127.0.0.1:{port}")
     try:
