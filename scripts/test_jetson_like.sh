@@ -67,7 +67,7 @@ if ls /usr/lib/python3*/EXTERNALLY-MANAGED >/dev/null 2>&1; then
   export PIP_BREAK_SYSTEM_PACKAGES=1  # Debian's PEP 668 marker; JetPack 5/6 (Ubuntu 20.04/22.04) have none
 fi
 phase "README's Jetson steps, as run here:"
-printf '    %s\n' "$commands"
+printf '%s\n' "$commands" | sed 's/^/    /'
 bash -euo pipefail -c "$commands" 2>&1 | tee "$WORK/readme.log"
 
 # ------------------------------------------------------------------------------------------ 3. what doctor says
