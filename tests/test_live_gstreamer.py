@@ -262,6 +262,7 @@ def test_rtsp_cameras_pair_by_time_and_fuse_like_fuse(tmp_path, scene):
         _, _, fused_by_run = split_side_by_side(cv2.imread(str(path)))
         fused_by_fuse = cv2.imread(str(fused_dir / path.name))
         worst = max(worst, int(np.abs(fused_by_run.astype(int) - fused_by_fuse.astype(int)).max()))
+    print(f"pair offsets (frames) {offsets}; run vs fuse: worst difference {worst} grey levels")
     assert worst <= 1, f"run and fuse differ by {worst} grey levels on the same decoded frames"
 
 
