@@ -5,8 +5,8 @@
                          so the file is always complete and playable, also after Ctrl-C
     file://DIR/          numbered PNG frames DIR/000000.png, 000001.png, ... (each written atomically)
     rtp://HOST:PORT      H.264 over RTP/UDP through GStreamer (needs OpenCV with GStreamer)
-    rtsp://@:8554/name   an RTSP server through GStreamer's RTSP server (needs OpenCV with GStreamer and
-                         PyGObject with GstRtspServer, as on JetPack)
+    rtsp://@:8554/name   an RTSP server (``sage_edge.runtime.rtsp_output``: GStreamer's RTSP server through
+                         PyGObject, as on JetPack); rtsp://USER:PASSWORD@@:8554/name asks viewers for that credential
     http://@:8080        an MJPEG stream plus a status page (``sage_edge.runtime.http_output``);
                          http://USER:PASSWORD@@:8080 asks every client for that credential
 
@@ -28,6 +28,7 @@ from sage_edge.errors import SageEdgeError
 
 if TYPE_CHECKING:
     from sage_edge.runtime.http_output import HttpSettings
+    from sage_edge.runtime.credentials import Credentials
 
 VIDEO_CODECS = {".avi": "MJPG", ".mp4": "mp4v", ".mkv": "MJPG", ".mov": "mp4v"}
 OUTPUT_SCHEMES = ("display://", "file://", "rtp://", "rtsp://", "http://")
@@ -75,10 +76,16 @@ class DisplayOutput(Output):
         self.uri = uri
         self.window = f"sage-edge {uri}"
         self.closed_by_user = False
+        self._created = False
 
     def write(self, frame: np.ndarray) -> None:
         import cv2
 
+        if not self._created:
+            # a plain window at the frame's size: with a Qt highgui (Debian's OpenCV) the default window has a
+            # toolbar and a zoomable view that, under a bare X server, never showed the frame at all
+            cv2.namedWindow(self.window, cv2.WINDOW_AUTOSIZE | cv2.WINDOW_GUI_NORMAL)
+            self._created = True
         cv2.imshow(self.window, frame)
         if cv2.waitKey(1) & 0xFF in (27, ord("q")):
             self.closed_by_user = True
@@ -164,8 +171,14 @@ class FrameDirOutput(Output):
 # --------------------------------------------------------------------------------------------- GStreamer
 
 
-def _gst_encoder() -> str:
-    """The best H.264 encoder element present: Jetson's hardware one, else x264."""
+def _gst_encoder(gop: int = 30) -> str:
+    """The best H.264 encoder element present (Jetson's hardware one, else x264), from BGR frames, with a key
+    frame at least every ``gop`` frames, so a receiver that joins late or loses packets has a picture again
+    within about a second (x264enc's default is 250 frames). x264 runs one thread, so each frame is one slice:
+    FFmpeg's RTSP/RTP client (OpenCV, ffplay) decodes the multi-slice frames of x264's sliced threads (what
+    tune=zerolatency turns on) as corrupt, smeared pictures; GStreamer's does not."""
+    x264 = ("videoconvert ! video/x-raw, format=I420 ! "
+            f"x264enc tune=zerolatency speed-preset=ultrafast threads=1 key-int-max={gop}")
     try:
         import gi
 
@@ -173,16 +186,16 @@ def _gst_encoder() -> str:
         from gi.repository import Gst
 
         Gst.init(None)
-        for name, element in (("nvv4l2h264enc", "nvv4l2h264enc insert-sps-pps=true"),
-                              ("x264enc", "x264enc tune=zerolatency speed-preset=ultrafast"),
-                              ("openh264enc", "openh264enc")):
-            if Gst.ElementFactory.find(name):
-                if name == "nvv4l2h264enc":
-                    return "nvvidconv ! video/x-raw(memory:NVMM), format=I420 ! " + element
-                return "videoconvert ! video/x-raw, format=I420 ! " + element
+        if Gst.ElementFactory.find("nvv4l2h264enc"):  # nvvidconv takes BGRx, not BGR
+            return ("videoconvert ! video/x-raw, format=BGRx ! nvvidconv ! video/x-raw(memory:NVMM), format=I420 ! "
+                    f"nvv4l2h264enc insert-sps-pps=true iframeinterval={gop} idrinterval={gop}")
+        if Gst.ElementFactory.find("x264enc"):
+            return x264
+        if Gst.ElementFactory.find("openh264enc"):
+            return f"videoconvert ! video/x-raw, format=I420 ! openh264enc gop-size={gop}"
     except Exception:
         pass
-    return "videoconvert ! video/x-raw, format=I420 ! x264enc tune=zerolatency speed-preset=ultrafast"
+    return x264
 
 
 class GstWriterOutput(Output):
@@ -202,7 +215,8 @@ class GstWriterOutput(Output):
         frame = _bgr(frame)
         if self._writer is None:
             self._size = (frame.shape[1], frame.shape[0])
-            pipeline = f"appsrc is-live=true ! video/x-raw, format=BGR ! {_gst_encoder()} ! {self.sink}"
+            encoder = _gst_encoder(max(1, int(round(self.fps))))
+            pipeline = f"appsrc is-live=true ! video/x-raw, format=BGR ! {encoder} ! {self.sink}"
             self._writer = cv2.VideoWriter(pipeline, cv2.CAP_GSTREAMER, 0, self.fps, self._size, True)
             if not self._writer.isOpened():
                 raise SageEdgeError(f"{self.uri}: GStreamer could not start the pipeline ({pipeline})")
@@ -214,53 +228,6 @@ class GstWriterOutput(Output):
         if self._writer is not None:
             self._writer.release()
             self._writer = None
-
-
-class RtspServerOutput(GstWriterOutput):
-    """rtsp://@:PORT/NAME: GstRtspServer serves H.264 that we send it over RTP on a loopback UDP port."""
-
-    def __init__(self, uri: str, port: int, mount: str, fps: float) -> None:
-        from sage_edge.runtime.sources import require_gstreamer
-
-        require_gstreamer(uri)
-        try:
-            import gi
-
-            gi.require_version("Gst", "1.0")
-            gi.require_version("GstRtspServer", "1.0")
-            from gi.repository import GLib, Gst, GstRtspServer
-        except (ImportError, ValueError):
-            raise SageEdgeError(
-                f"{uri}: serving RTSP needs PyGObject with GstRtspServer (apt install python3-gi "
-                "gir1.2-gst-rtsp-server-1.0); or send rtp://HOST:PORT instead"
-            ) from None
-        import socket
-        import threading
-
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.bind(("127.0.0.1", 0))
-            rtp_port = probe.getsockname()[1]
-        super().__init__(uri, f"rtph264pay config-interval=1 pt=96 ! udpsink host=127.0.0.1 port={rtp_port} sync=false", fps)
-        Gst.init(None)
-        self._server = GstRtspServer.RTSPServer()
-        self._server.set_service(str(port))
-        factory = GstRtspServer.RTSPMediaFactory()
-        factory.set_launch(
-            f'( udpsrc port={rtp_port} caps="application/x-rtp, media=video, clock-rate=90000, '
-            'encoding-name=H264, payload=96" ! rtph264depay ! rtph264pay name=pay0 pt=96 )'
-        )
-        factory.set_shared(True)
-        self._server.get_mount_points().add_factory("/" + mount.strip("/"), factory)
-        if self._server.attach(None) == 0:
-            raise SageEdgeError(f"{uri}: cannot serve RTSP on port {port} (in use?)")
-        self._loop = GLib.MainLoop()
-        self._thread = threading.Thread(target=self._loop.run, name="sage-rtsp", daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        super().close()
-        with contextlib.suppress(Exception):
-            self._loop.quit()
 
 
 # --------------------------------------------------------------------------------------------- URIs
@@ -279,10 +246,12 @@ def _host_port(uri: str, rest: str, default_port: int | None) -> tuple[str, int,
 
 
 def open_output(uri: str, fps: float = 30.0, status: Callable[[], dict] | None = None,
-                http: HttpSettings | None = None) -> Output:
+                http: HttpSettings | None = None, rtsp_credentials: Credentials | None = None) -> Output:
     """An ``Output`` for ``uri``. Validates now (one line on error); files are created on the first frame.
 
     ``http``: access control and limits for ``http://`` outputs (``sage_edge.runtime.http_output``).
+    ``rtsp_credentials``: the credential ``rtsp://`` outputs ask viewers for (``--rtsp-credentials FILE``); the
+    URI's (``rtsp://USER:PASSWORD@@:8554/name``) or else ``SAGE_EDGE_RTSP_CREDENTIALS`` is used without it.
     """
     uri = str(uri)
     if "://" not in uri:
@@ -307,12 +276,23 @@ def open_output(uri: str, fps: float = 30.0, status: Callable[[], dict] | None =
         host, port, _ = _host_port(uri, rest, None)
         if host == "@":
             raise SageEdgeError(f"{uri}: rtp:// needs the receiver's address, e.g. rtp://192.168.1.10:5000")
-        return GstWriterOutput(uri, f"rtph264pay config-interval=1 pt=96 ! udpsink host={host} port={port} sync=false", fps)
+        # config-interval=-1: SPS/PPS with every key frame, so a receiver can start at any key frame
+        return GstWriterOutput(uri, f"rtph264pay config-interval=-1 pt=96 ! udpsink host={host} port={port} sync=false", fps)
     if scheme == "rtsp":
+        from sage_edge.runtime.credentials import credentials_from_env, redact_uri, split_userinfo
+        from sage_edge.runtime.rtsp_output import RtspServerOutput
+
+        uri_credentials, rest = split_userinfo(uri, rest)
+        uri = redact_uri(uri)  # the password never reaches a message
         host, port, mount = _host_port(uri, rest, 8554)
         if host not in ("@", "0.0.0.0", "localhost", "127.0.0.1"):
             raise SageEdgeError(f"{uri}: sage-edge serves RTSP itself; use rtsp://@:{port}/{mount or 'name'}")
-        return RtspServerOutput(uri, port, mount or "fused", fps)
+        if uri_credentials is not None and rtsp_credentials is not None:
+            raise SageEdgeError(f"{uri_credentials.source}: a credential is also given by "
+                                f"{rtsp_credentials.source}; give it once")
+        credentials = uri_credentials or rtsp_credentials or credentials_from_env("rtsp")
+        bind = {"@": "0.0.0.0", "localhost": "127.0.0.1"}.get(host, host)
+        return RtspServerOutput(uri, port, mount or "fused", fps, bind=bind, credentials=credentials)
     if scheme == "http":
         from sage_edge.runtime.credentials import redact_uri, split_userinfo
         from sage_edge.runtime.http_output import MjpegHttpOutput, resolve_http_settings

@@ -35,12 +35,13 @@ import numpy as np
 from sage_edge.errors import SageEdgeError
 from sage_edge.imageio import as_ir, as_visible, check_not_swapped
 from sage_edge.runtime.backend import Backend, open_backend
+from sage_edge.runtime.credentials import Credentials
 from sage_edge.runtime.fuser import Fuser
 from sage_edge.runtime.http_output import HttpSettings
 from sage_edge.runtime.outputs import Output, open_output
 from sage_edge.runtime.pairing import IR, SIDES, VIS, Pair, Pairer
 from sage_edge.runtime.registration import Homography, Registration, load_homography
-from sage_edge.runtime.sources import Frame, Source, SourceThread, open_source
+from sage_edge.runtime.sources import RECONNECT_TIMEOUT_S, Frame, Source, SourceThread, open_source
 from sage_edge.thermal import ThermalNormaliser
 
 STAGES = ("capture_wait", "pairing_skew", "preprocess", "inference", "postprocess", "output", "latency")
@@ -281,6 +282,8 @@ class Pipeline:
     ``Output`` objects. ``frames``/``duration``: stop after that many fused frames / seconds. ``max_skew_ms``:
     pairing window (default: half the slower source's period). ``log``: one-line messages (reconnects).
     ``http``: access control and limits for ``http://`` outputs (``HttpSettings``).
+    ``reconnect_timeout``: seconds a live source may stay unavailable before the run ends with one line
+    (outputs are closed properly first; 0: retry forever). ``rtsp_credentials``: for ``rtsp://`` outputs.
     """
 
     def __init__(
@@ -309,6 +312,8 @@ class Pipeline:
         log: Callable[[str], None] | None = None,
         status_interval_s: float | None = None,
         http: HttpSettings | None = None,
+        reconnect_timeout: float = RECONNECT_TIMEOUT_S,
+        rtsp_credentials: Credentials | None = None,
     ) -> None:
         if layout not in LAYOUTS:
             raise SageEdgeError(f"unknown layout '{layout}'; choose from {', '.join(LAYOUTS)}")
@@ -349,7 +354,9 @@ class Pipeline:
         self.outputs: list[Output] = []
         try:
             for o in outputs:
-                self.outputs.append(o if isinstance(o, Output) else open_output(o, self.output_fps, self.status, http))
+                self.outputs.append(o if isinstance(o, Output) else
+                                    open_output(o, self.output_fps, self.status, http=http,
+                                                rtsp_credentials=rtsp_credentials))
         except BaseException:
             for made in self.outputs:  # e.g. an HTTP server already listening
                 made.abort()
@@ -358,6 +365,8 @@ class Pipeline:
         self.stop_event = threading.Event()
         self.stop_reason = "end of input"
         self.error: BaseException | None = None
+        self.reconnect_timeout = reconnect_timeout
+        self.lost: SageEdgeError | None = None  # a live source given up: the run ends after a clean close
         self.frames = 0
         self.backend_name = "?"
         self.queue_size = queue_size
@@ -471,6 +480,9 @@ class Pipeline:
         thread = self._source_threads[side]
         if thread.error is not None:
             self._fail(thread.error)
+        elif thread.lost is not None and self.lost is None:
+            self.lost = thread.lost
+            self.stop("source lost")
 
     def _pair_loop(self) -> None:
         """File mode: pull frames from whichever side the pairer needs; every pair, in order."""
@@ -604,7 +616,8 @@ class Pipeline:
         try:
             for side, source in enumerate(self.sources):
                 sink = self._live_sink(side) if self.live else self._file_sink(side)
-                self._source_threads.append(SourceThread(SIDES[side], source, sink, self.stop_event, self.log))
+                self._source_threads.append(SourceThread(SIDES[side], source, sink, self.stop_event, self.log,
+                                                          self.reconnect_timeout))
             self._threads = [threading.Thread(target=self._infer_loop, name="sage-infer", daemon=True),
                              threading.Thread(target=self._output_loop, name="sage-output", daemon=True)]
             if not self.live:
@@ -635,6 +648,8 @@ class Pipeline:
             if isinstance(self.error, KeyboardInterrupt):
                 raise self.error
             raise SageEdgeError(f"pipeline failed: {type(self.error).__name__}: {self.error}") from self.error
+        if self.lost is not None:
+            raise self.lost  # after the outputs closed normally: a recording keeps everything fused until then
         return self.summary()
 
     def summary(self) -> RunSummary:

@@ -166,8 +166,35 @@ def check_onnxruntime(providers: list[str]) -> list[Check]:
                   + ("" if gpu else " (CPU only)"))]
 
 
-def check_opencv(on_jetson: bool, cv2: Any = None) -> list[Check]:
-    """cv2's location and GStreamer support: a pip wheel has no GStreamer and shadows JetPack's python3-opencv."""
+OPENCV_WHEELS = ("opencv-python", "opencv-python-headless", "opencv-contrib-python", "opencv-contrib-python-headless")
+
+
+def pip_opencv_wheels() -> list[tuple[str, str, str]]:
+    """(name, version, install location) of each pip OpenCV wheel this Python can see."""
+    from importlib import metadata
+
+    found = []
+    for name in OPENCV_WHEELS:
+        try:
+            dist = metadata.distribution(name)
+        except metadata.PackageNotFoundError:
+            continue
+        found.append((name, dist.version, str(dist.locate_file(""))))
+    return found
+
+
+APT_DIST_PACKAGES = "/usr/lib/python3/dist-packages"
+
+
+def apt_opencv_on_path() -> bool:
+    """Whether this Python also sees apt's python3-opencv (JetPack's, Debian's), which a pip wheel would hide."""
+    return APT_DIST_PACKAGES in (p.rstrip("/") for p in sys.path) and bool(glob.glob(APT_DIST_PACKAGES + "/cv2*"))
+
+
+def check_opencv(on_jetson: bool, cv2: Any = None, wheels: list[tuple[str, str, str]] | None = None,
+                 apt_opencv: bool | None = None) -> list[Check]:
+    """cv2's location, GStreamer support and any pip OpenCV wheel: a wheel has no GStreamer and shadows
+    JetPack's python3-opencv (Debian's/Ubuntu's too) when it comes first on sys.path."""
     try:
         cv2 = cv2 or __import__("cv2")
     except ImportError:
@@ -178,8 +205,19 @@ def check_opencv(on_jetson: bool, cv2: Any = None) -> list[Check]:
     gstreamer = match.group(1).strip() if match else "NO"
     has_gst = gstreamer.upper().startswith("YES")
     path = getattr(cv2, "__file__", "?")
-    detail = f"{cv2.__version__} at {path}; GStreamer: {gstreamer}"
-    pip_wheel = "site-packages" in str(path) and "dist-packages" not in str(path)
+    wheels = pip_opencv_wheels() if wheels is None else wheels
+    in_use = [name for name, _, location in wheels if location and str(path).startswith(location.rstrip("/") + "/")]
+    if not wheels:
+        shadow = "no pip OpenCV wheel"
+    else:
+        listed = ", ".join(f"{name} {version}" for name, version, _ in wheels)
+        shadow = f"pip wheel {listed} ({'the cv2 imported' if in_use else 'installed, not the cv2 imported'})"
+    detail = f"{cv2.__version__} at {path}; GStreamer: {gstreamer}; {shadow}"
+    pip_wheel = bool(in_use) or ("site-packages" in str(path) and "dist-packages" not in str(path))
+    apt_opencv = apt_opencv_on_path() if apt_opencv is None else apt_opencv
+    if pip_wheel and apt_opencv and not has_gst and not on_jetson:
+        return [Check(WARNING, "opencv", detail, "a pip OpenCV wheel (no GStreamer) shadows apt's python3-opencv: "
+                      f"`pip uninstall {' '.join(in_use or ['opencv-python', 'opencv-python-headless'])}`")]
     if on_jetson and not has_gst:
         return [Check(WARNING, "opencv", detail,
                       "a pip OpenCV wheel (no GStreamer, no CSI cameras) shadows JetPack's python3-opencv: "
@@ -188,6 +226,30 @@ def check_opencv(on_jetson: bool, cv2: Any = None) -> list[Check]:
                       "this OpenCV has no GStreamer: CSI cameras (nvarguscamerasrc) will not open; use JetPack's "
                       "python3-opencv")]
     return [Check(OK, "opencv", detail + ("" if has_gst else " (fine off Jetson; gst pipelines need it)"))]
+
+
+def check_numpy(cv2_path: str | None = None) -> list[Check]:
+    """numpy's version and location: apt's OpenCV (JetPack's, Debian's) is built against apt's numpy 1.x, and a
+    pip numpy 2.x in front of it breaks ``import cv2``."""
+    try:
+        import numpy
+    except ImportError:
+        return [Check(MISSING, "numpy", "not importable", "Jetson: sudo apt install python3-numpy; desktop: pip install numpy")]
+    path = str(getattr(numpy, "__file__", "?"))
+    detail = f"{numpy.__version__} at {path}"
+    if cv2_path is None:
+        try:
+            import cv2
+
+            cv2_path = str(getattr(cv2, "__file__", ""))
+        except ImportError:
+            cv2_path = ""
+    apt_cv2 = "/dist-packages/" in cv2_path and not cv2_path.startswith("/usr/local/")
+    pip_numpy = not (path.startswith("/usr/lib/python3/dist-packages/"))
+    if apt_cv2 and pip_numpy and int(numpy.__version__.split(".")[0]) >= 2:
+        return [Check(WARNING, "numpy", detail, "a pip numpy 2.x shadows apt's numpy, which apt's OpenCV is built "
+                      "against: `pip uninstall numpy` (keep python3-numpy)")]
+    return [Check(OK, "numpy", detail + (" (apt's)" if path.startswith("/usr/lib/python3/dist-packages/") else ""))]
 
 
 def check_cameras(dev_glob: str = "/dev/video*") -> list[Check]:
@@ -242,7 +304,7 @@ def run_checks(import_module: Callable[[str], Any] = _import) -> list[Check]:
     jetson = environment.jetson_record()
     checks = check_platform() + check_jetson(jetson) + check_cuda(environment.gpu_record())
     checks += check_tensorrt(import_module) + check_pycuda(import_module)
-    checks += check_onnxruntime(environment.ort_providers()) + check_opencv(jetson is not None)
+    checks += check_onnxruntime(environment.ort_providers()) + check_opencv(jetson is not None) + check_numpy()
     checks += check_cameras()
     cache = cache_dir()
     checks += check_resources(cache if cache.exists() else Path.cwd())

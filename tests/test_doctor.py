@@ -48,8 +48,25 @@ def test_pip_opencv_on_jetson_is_flagged_with_the_fix():
     jetpack = _fake_cv2("/usr/lib/python3/dist-packages/cv2/python-3.10/cv2.so", "YES (1.20.3)")
     [check] = check_opencv(on_jetson=True, cv2=jetpack)
     assert check.status == "OK" and "YES (1.20.3)" in check.detail
-    [check] = check_opencv(on_jetson=False, cv2=pip)
+    [check] = check_opencv(on_jetson=False, cv2=pip, apt_opencv=False)
     assert check.status == "OK"  # a desktop without GStreamer is fine
+    [check] = check_opencv(on_jetson=False, cv2=pip, apt_opencv=True)
+    assert check.status == "warning"  # ... unless it hides apt's python3-opencv from this Python
+
+
+def test_pip_opencv_wheel_is_named_and_shadowing_is_said():
+    from sage_edge.doctor import check_opencv
+
+    site = "/home/u/.local/lib/python3.11/site-packages"
+    pip = _fake_cv2(f"{site}/cv2/__init__.py", "NO")
+    [check] = check_opencv(on_jetson=True, cv2=pip, wheels=[("opencv-python-headless", "4.10.0.84", site)])
+    assert check.status == "warning"
+    assert "pip wheel opencv-python-headless 4.10.0.84 (the cv2 imported)" in check.detail
+    jetpack = _fake_cv2("/usr/lib/python3/dist-packages/cv2/python-3.10/cv2.so", "YES (1.20.3)")
+    [check] = check_opencv(on_jetson=True, cv2=jetpack, wheels=[])
+    assert check.status == "OK" and check.detail.endswith("; no pip OpenCV wheel")
+    [check] = check_opencv(on_jetson=True, cv2=jetpack, wheels=[("opencv-python", "4.10.0.84", site)])
+    assert check.status == "OK" and "(installed, not the cv2 imported)" in check.detail
 
 
 @pytest.mark.parametrize("l4t, jetpack, tensorrt", [

@@ -136,3 +136,19 @@ def test_run_works_with_torch_unimportable(tmp_path, sequences, official_onnx):
     assert result.returncode == 0, result.stderr
     frames = sorted((tmp_path / "f").iterdir())
     assert len(frames) == 2 and cv2.imread(str(frames[0])).shape == (SIZE[1], 3 * SIZE[0], 3)
+
+
+def test_rtsp_credential_options_are_one_line_errors(tmp_path, sequences):
+    """--rtsp-credentials without an rtsp:// output, an unreadable file, a malformed credential: one line each."""
+    ir, vis = f"file://{sequences}/ir", f"file://{sequences}/vis"
+    good = tmp_path / "cred.txt"
+    good.write_text("# viewer\npilot:s3cret\n")
+    line = one_line_error(run_cli("run", "--ir", ir, "--vis", vis, "--rtsp-credentials", good, "-o", f"file://{tmp_path}/o/"))
+    assert "--rtsp-credentials is for rtsp:// outputs" in line
+    line = one_line_error(run_cli("run", "--ir", ir, "--vis", vis, "--rtsp-credentials", tmp_path / "none.txt",
+                                  "-o", "rtsp://127.0.0.1:1/x"))
+    assert "no such file" in line
+    bad = tmp_path / "bad.txt"
+    bad.write_text("just-a-user\n")
+    line = one_line_error(run_cli("run", "--ir", ir, "--vis", vis, "--rtsp-credentials", bad, "-o", "rtsp://127.0.0.1:1/x"))
+    assert "USER:PASSWORD" in line and not list(tmp_path.glob("o/*"))

@@ -1,7 +1,9 @@
 """Sources: URI parsing, file timestamps, --loop, 16-bit frames, Y16 buffers, reconnect with back-off."""
 from __future__ import annotations
 
+import socket
 import threading
+import time
 
 import cv2
 import numpy as np
@@ -166,3 +168,88 @@ def test_source_thread_reports_a_file_source_failure(tmp_path):
     thread.join(timeout=10)
     assert isinstance(thread.error, SageEdgeError) and "001.png" in str(thread.error)
     assert thread.state == "failed"
+
+
+def test_live_source_that_stays_away_is_given_up_after_the_reconnect_timeout():
+    camera = FlakyCamera(fail_at=3, refusals=10**6)
+    stop, messages = threading.Event(), []
+    thread = SourceThread("ir", camera, lambda frame: True, stop, messages.append, reconnect_timeout=0.6)
+    started = time.monotonic()
+    thread.start()
+    thread.join(timeout=10)
+    took = time.monotonic() - started
+    assert not thread.is_alive() and thread.error is None and thread.state == "failed"
+    assert isinstance(thread.lost, SageEdgeError)
+    assert "ir: test://flaky did not come back within 0.6 s (device not present); gave up" in str(thread.lost)
+    assert 0.6 <= took < 5.0
+    assert camera.opens >= 3  # retried (0.1, 0.2, 0.4 s ...) before giving up
+    # the same reason is logged once, not at every attempt
+    assert sum("still unavailable" in m for m in messages) == 1
+
+
+def test_rtsp_address_and_a_server_that_is_down():
+    from sage_edge.runtime.sources import _rtsp_address, probe_tcp
+
+    assert _rtsp_address("rtsp://user:p@ss@cam.local/stream") == ("cam.local", 554)
+    assert _rtsp_address("rtsp://10.0.0.2:8554/a/b") == ("10.0.0.2", 8554)
+    assert _rtsp_address("rtsps://[fe80::1]:1234/x") == ("fe80::1", 1234)
+    assert _rtsp_address("rtsps://cam/x") == ("cam", 322)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # bound, never listening: connections are refused
+        with pytest.raises(SageEdgeError, match=r"^rtsp://127.0.0.1/x: cannot connect to 127\.0\.0\.1:\d+ \(connection refused\)$"):
+            probe_tcp("rtsp://127.0.0.1/x", "127.0.0.1", port)
+
+
+class BufferedStream:
+    """What OpenCV's FFmpeg capture hands over after opening an RTSP stream: ``backlog`` frames it buffered
+    while probing (returned at once), then live frames, one per ``period`` (grab waits for the network)."""
+
+    def __init__(self, backlog: int, period: float) -> None:
+        self.backlog, self.period, self.index = backlog, period, -1
+
+    def grab(self) -> bool:
+        self.index += 1
+        if self.index >= self.backlog:
+            time.sleep(self.period)
+        return True
+
+    def retrieve(self):
+        return True, np.full((4, 4, 3), self.index, np.uint8)
+
+    def read(self):
+        self.grab()
+        return self.retrieve()
+
+    def get(self, prop: int) -> float:
+        return 1000.0 * self.period * self.index if prop == cv2.CAP_PROP_POS_MSEC else 0.0
+
+    def release(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize("backlog", [0, 1, 27])
+def test_rtsp_source_starts_at_the_live_edge_not_in_ffmpegs_backlog(backlog):
+    source = CaptureSource("rtsp://cam/x", "rtsp://cam/x", cv2.CAP_FFMPEG, live=True, probe=("cam", 554))
+    source._cap, source._catch_up = BufferedStream(backlog, period=0.05), True
+    first = source.read()
+    assert first.image[0, 0, 0] == max(backlog, 1)  # the first frame that had to wait for the network
+    second = source.read()
+    assert second.image[0, 0, 0] == first.image[0, 0, 0] + 1
+
+
+def test_gstreamer_yuv_frames_are_one_fatal_line():
+    from sage_edge.runtime.sources import SourceFormatError
+
+    class Caps:  # a 160x128 stream as OpenCV reports it
+        def get(self, prop):
+            return {cv2.CAP_PROP_FRAME_WIDTH: 160, cv2.CAP_PROP_FRAME_HEIGHT: 128}.get(prop, 0)
+
+    source = CaptureSource("gst://x ! appsink", "x ! appsink", cv2.CAP_GSTREAMER, live=True)
+    source._cap = Caps()
+    source._check_gstreamer_frame(np.zeros((128, 160, 3), np.uint8))  # BGR: fine
+    source._check_gstreamer_frame(np.zeros((128, 160), np.uint16))  # GRAY16_LE: fine
+    with pytest.raises(SourceFormatError, match="160x192 frames with 1 channel"):
+        source._check_gstreamer_frame(np.zeros((192, 160), np.uint8))  # I420 as one plane
+    with pytest.raises(SourceFormatError, match="2 channel"):
+        source._check_gstreamer_frame(np.zeros((128, 160, 2), np.uint8))  # YUY2

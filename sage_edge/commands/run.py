@@ -39,6 +39,17 @@ def http_settings(outputs: tuple[str, ...], credentials_file: Path | None, max_v
     return HttpSettings(credentials=credentials, max_viewers=max_viewers)
 
 
+def rtsp_credentials_from_file(outputs: tuple[str, ...], path: Path | None):
+    """``--rtsp-credentials FILE`` -> ``Credentials`` (None without it)."""
+    from sage_edge.runtime.credentials import credentials_flag, read_credentials_file
+
+    if path is None:
+        return None
+    if not any(o.lower().startswith("rtsp://") for o in outputs):
+        raise SageEdgeError(f"{credentials_flag('rtsp')} is for rtsp:// outputs, and none is given")
+    return read_credentials_file(path, credentials_flag("rtsp"))
+
+
 @click.command()
 @click.option("--ir", "ir_uri", required=True, metavar="URI",
               help="IR source: csi://N, v4l2:///dev/videoN, rtsp://..., file://PATH (video, image dir, glob), gst://PIPELINE.")
@@ -76,11 +87,16 @@ def http_settings(outputs: tuple[str, ...], credentials_file: Path | None, max_v
                    "process list) [or env SAGE_EDGE_HTTP_CREDENTIALS; a bearer token: env SAGE_EDGE_HTTP_TOKEN].")
 @click.option("--http-max-viewers", type=click.IntRange(1, 256), default=8, show_default=True,
               help="http:// outputs: concurrent /stream viewers; the next one gets 503 at once.")
+@click.option("--reconnect-timeout", type=click.FloatRange(min=0.0), default=30.0, show_default=True, metavar="S",
+              help="A live source unavailable this long ends the run with one line (outputs closed properly); 0: retry forever.")
+@click.option("--rtsp-credentials", type=click.Path(path_type=Path), metavar="FILE",
+              help="rtsp:// outputs ask every viewer for USER:PASSWORD, read from FILE's first line (kept out of the "
+                   "process list) [or env SAGE_EDGE_RTSP_CREDENTIALS].")
 def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str, ...], homography: Path | None,
         no_crop: bool, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
         duration: float | None, layout: str, overlay: bool, loop: bool, vis_size: str | None,
         vis_fps: float | None, ir_fps: float | None, quiet: bool, http_credentials: Path | None,
-        http_max_viewers: int) -> None:
+        http_max_viewers: int, reconnect_timeout: float, rtsp_credentials: Path | None) -> None:
     """Fuse two live cameras (or files): pair frames by time, register, fuse, stream.
 
     Ctrl-C (SIGINT) or SIGTERM finishes the frame in flight, closes the outputs (videos stay playable),
@@ -93,6 +109,7 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
     if max_skew_ms is not None and max_skew_ms <= 0:
         raise SageEdgeError("--max-skew-ms must be positive")
     http = http_settings(outputs, http_credentials, http_max_viewers)
+    rtsp_auth = rtsp_credentials_from_file(outputs, rtsp_credentials)
     model_path = resolve_run_model(model)
     log = (lambda message: None) if quiet else (lambda message: click.echo(message, err=True))
     pipeline = Pipeline(
@@ -100,7 +117,7 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
         crop=not no_crop, max_skew_ms=max_skew_ms, ir_format=ir_format, frames=frames, duration=duration,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
         smoothing=smoothing, log=log, ir_fps=ir_fps, status_interval_s=None if quiet else STATUS_INTERVAL_S,
-        http=http,
+        http=http, reconnect_timeout=reconnect_timeout, rtsp_credentials=rtsp_auth,
     )
     if not outputs:
         click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",
@@ -108,7 +125,10 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
     for output in pipeline.outputs:
         if getattr(output, "warning", None):  # printed even with --quiet: the stream is open to the network
             click.echo(f"warning: {output.warning}", err=True)
-        if hasattr(output, "port") and not quiet:
+        if hasattr(output, "url") and not quiet:
+            access = " (credential required)" if getattr(output, "protected", False) else ""
+            click.echo(f"serving {output.uri} at {output.url}{access}", err=True)
+        if hasattr(output, "port") and hasattr(output, "address") and not quiet:
             host, port = output.address
             access = " (credential required)" if getattr(output, "protected", False) else ""
             click.echo(f"serving {output.uri} at http://{'localhost' if host == '0.0.0.0' else host}:{port}/{access}",
