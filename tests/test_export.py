@@ -70,7 +70,9 @@ def test_export_check_fails_when_onnx_and_torch_disagree(tmp_path, official_chec
 
     monkeypatch.setattr(onnx_export, "torch_reference", drifting_reference)
     target = tmp_path / "bad.onnx"
-    with pytest.raises(SageEdgeError, match="differs from torch by 3"):
+    # 3 levels of drift, plus the 0 or 1 level ONNX Runtime and torch may already differ by (float noise at a
+    # rounding edge; export's tolerance is 1).
+    with pytest.raises(SageEdgeError, match="differs from torch by [34] "):
         onnx_export.export_onnx(load_student(official_checkpoint), target, check_pair=synthetic_pair)
     assert not target.exists() and list(tmp_path.iterdir()) == []
 

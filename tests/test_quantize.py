@@ -125,7 +125,7 @@ def test_quantize_cli(official_float_onnx, ivif_dir, tmp_path):
 
 
 def test_fp16_high_precision_keeps_colour_maths_fp32(official_onnx, split, tmp_path):
-    """--high-precision fp16 must not push the colour maths (intermediates ~4e6) into FP16."""
+    """--high-precision fp16 must not push the colour maths (22-23 significant bits) into FP16."""
     from sage_edge.export.precision_check import compare_models, load_eval_images
     from sage_edge.export.quantize import quantize_onnx
 
