@@ -55,6 +55,7 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
     )
     if not model.is_file():
         raise SageEdgeError(f"{model}: no such ONNX file")
+    _refuse_cpu_int8(model)
     try:
         report = EngineBuilder(options, echo=click.echo).build()
     except BuildError as exc:
@@ -83,3 +84,17 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
         else:
             click.echo(f"DLA core {report.dla_core}: every layer runs on the DLA")
     click.echo(f"sidecar: {report.sidecar}")
+
+
+def _refuse_cpu_int8(model: Path) -> None:
+    """A model ``quantize --target cpu`` made runs on ONNX Runtime's CPU provider only: say so, build nothing."""
+    if model.suffix.lower() == ".xml":
+        raise SageEdgeError(f"{model}: an OpenVINO IR is not a TensorRT input; build-engine takes an FP32 .onnx "
+                            "or `sage-edge quantize --target tensorrt` output")
+    try:
+        from sage_edge.export.quantize_cpu import ORT_CPU_TARGET, model_int8_target
+    except ImportError:  # no onnx package: the builder's own checks apply
+        return
+    if model_int8_target(model) == ORT_CPU_TARGET:
+        raise SageEdgeError(f"{model}: quantized for ONNX Runtime on CPUs (quantize --target cpu), not for "
+                            "TensorRT; build from the FP32 model, or quantize it with --target tensorrt")
