@@ -2,7 +2,7 @@
 
 ONNX Runtime and OpenVINO default to one thread per physical core. That is best on an idle machine, but
 not on a shared one: measured on a 2-core VM shared with other jobs (benchmarks/RESULTS.md), 1 thread
-beat 2 for ONNX Runtime FP32 (0.91x the time), ONNX Runtime INT8 (0.81x) and OpenVINO (0.90x). A
+beat 2 for ONNX Runtime FP32 (0.90x the time), ONNX Runtime INT8 (0.78x) and OpenVINO FP32 (0.95x). A
 thread that waits at each operator's barrier for a core another process holds costs more than the
 second core gives.
 
