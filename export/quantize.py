@@ -214,7 +214,7 @@ def quantize_onnx(model_path: str | os.PathLike, output: str | os.PathLike, pair
     data = calibration_data(pairs, kind, shape, samples, seed=seed, progress=progress)
     excluded = nodes_outside_network(model)
     # With fp16 elsewhere, ModelOpt converts by op type only: keep every op type that only the colour
-    # maths uses in FP32 (its fixed-point intermediates exceed FP16). The network's own op types
+    # maths uses in FP32 (its fixed-point terms need 22-23 significant bits). The network's own op types
     # (Conv, LeakyRelu, Concat, MaxPool, Resize, Tanh) do not occur in the colour maths except
     # Concat, which there only joins integer levels <= 255 (exact in FP16).
     excluded_set = set(excluded)

@@ -64,11 +64,13 @@ BACKENDS: dict[str, str] = {
     "onnxruntime": "sage_edge.runtime.onnxruntime_backend:OnnxRuntimeBackend",
     "tensorrt": "sage_edge.runtime.tensorrt_backend:TensorRTBackend",
     "torch": "sage_edge.models.torch_backend:TorchBackend",
+    "openvino": "sage_edge.runtime.openvino_backend:OpenVinoBackend",
 }
 
 # Which backends can load which model files, best first, for --backend auto.
 BACKENDS_BY_SUFFIX: dict[str, tuple[str, ...]] = {
-    ".onnx": ("onnxruntime",),
+    ".onnx": ("onnxruntime", "openvino"),  # auto: see choose_backend
+    ".xml": ("openvino",),
     ".engine": ("tensorrt",),
     ".plan": ("tensorrt",),
     ".trt": ("tensorrt",),
@@ -101,9 +103,13 @@ def choose_backend(model_path: Path, requested: str = "auto") -> str:
     suffix = model_path.suffix.lower()
     if suffix not in BACKENDS_BY_SUFFIX:
         raise SageEdgeError(
-            f"{model_path}: unknown model type '{suffix}'; use .onnx, .engine, .pt/.pth or .safetensors"
+            f"{model_path}: unknown model type '{suffix}'; use .onnx, .xml (OpenVINO), .engine, .pt/.pth or .safetensors"
         )
     if requested == "auto":
+        if suffix == ".onnx" and not _made_for_onnxruntime(model_path):
+            from sage_edge.runtime.cpu_tuning import auto_onnx_backend
+
+            return auto_onnx_backend()  # OpenVINO only where it is installed and was measured faster here
         return BACKENDS_BY_SUFFIX[suffix][0]
     if requested not in BACKENDS_BY_SUFFIX[suffix]:
         raise SageEdgeError(
@@ -111,6 +117,21 @@ def choose_backend(model_path: Path, requested: str = "auto") -> str:
             f"(use {' or '.join(BACKENDS_BY_SUFFIX[suffix])}, or export the model first)"
         )
     return requested
+
+
+def _made_for_onnxruntime(model_path: Path) -> bool:
+    """A model ``quantize --target cpu`` wrote for ONNX Runtime (its metadata says so): auto keeps it there.
+
+    Read without the onnx package (not on Jetson images): ONNX serializes ``metadata_props`` after the
+    graph, so the metadata is in the file's last bytes.
+    """
+    try:
+        with open(model_path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - (1 << 16)))
+            return b"onnxruntime-cpu" in f.read()
+    except OSError:
+        return False
 
 
 def open_backend(model_path: str | os.PathLike, backend: str = "auto", **options: object) -> Backend:

@@ -40,11 +40,14 @@ class OnnxRuntimeBackend(Backend):
     ) -> None:
         import onnxruntime as ort
 
+        from sage_edge.runtime.cpu_tuning import resolve_threads
+
         self.model_path = Path(model_path)
+        self.threads = resolve_threads(self.name, intra_op_threads)  # 0: what was measured best here
         available = ort.get_available_providers()
         chosen = list(providers) if providers else [p for p in PREFERRED_PROVIDERS if p in available]
         options = ort.SessionOptions()
-        options.intra_op_num_threads = intra_op_threads
+        options.intra_op_num_threads = self.threads
         options.log_severity_level = 3  # errors only: ORT's warnings would bury our one-line errors
         try:
             self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=chosen)
@@ -74,7 +77,8 @@ class OnnxRuntimeBackend(Backend):
         return dict(zip(names, self.session.run(names, dict(feed))))
 
     def describe(self) -> str:
-        return f"onnxruntime {self._version()} ({', '.join(self.session.get_providers())})"
+        threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"
+        return f"onnxruntime {self._version()} ({', '.join(self.session.get_providers())}, {threads})"
 
     @staticmethod
     def _version() -> str:

@@ -55,8 +55,8 @@ from sage_edge.errors import SageEdgeError
 SCHEMA_VERSION = 1
 STAGES = ("preprocess", "h2d", "inference", "d2h", "postprocess", "end_to_end")
 BAR_STAGES = ("preprocess", "h2d", "inference", "d2h", "postprocess")
-PRECISIONS = ("fp32", "fp16", "int8")
-BENCH_BACKENDS = ("onnxruntime", "tensorrt", "torch")
+PRECISIONS = ("fp32", "bf16", "fp16", "int8")
+BENCH_BACKENDS = ("onnxruntime", "openvino", "tensorrt", "torch")
 DEFAULT_DATA_DIR = Path("..") / "shared" / "data" / "ivif"
 DEFAULT_FRAMES = 8
 ENGINE_SUFFIXES = (".engine", ".plan", ".trt")
@@ -92,6 +92,9 @@ class Inputs:
     source: str
     names: list[str]
     pairs: list[Any] = field(default_factory=list)  # ImagePair objects when real data was used
+    # The other pairs of the data folder: INT8 copies are calibrated on these, never on the timed frames,
+    # so the quality reported for an INT8 cell is measured on pairs its calibration did not see.
+    calibration_pairs: list[Any] = field(default_factory=list)
     _cache: dict[tuple[int, int], list[tuple[np.ndarray, np.ndarray]]] = field(default_factory=dict)
 
     def at(self, width: int, height: int) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -141,7 +144,8 @@ def load_inputs(data_dir: str | os.PathLike | None = None, frames: int = DEFAULT
         decoded.append((ir, vis))
         names.append(f"{name}/{pair.stem}")
         picked.append(pair)
-    return Inputs(decoded, str(root), names, picked)
+    others = [pair for i, (_, pair) in enumerate(pairs) if i not in set(chosen)]
+    return Inputs(decoded, str(root), names, picked, others)
 
 
 # --- the grid -------------------------------------------------------------------------------------------------
@@ -155,6 +159,7 @@ class Cell:
     width: int
     height: int
     pipeline: bool = False
+    threads: int = 0  # CPU backends; 0: the measured default (sage_edge.runtime.cpu_tuning)
 
     @property
     def resolution(self) -> str:
@@ -170,7 +175,8 @@ class Cell:
 
     @property
     def key(self) -> str:
-        return config_key(self.label, self.backend, self.precision, self.resolution, self.mode)
+        key = config_key(self.label, self.backend, self.precision, self.resolution, self.mode)
+        return f"{key} | {self.threads} threads" if self.threads else key
 
 
 def model_label(spec: str) -> str:
@@ -185,15 +191,18 @@ def config_key(model: str, backend: str, precision: str, resolution: str, mode: 
 
 
 def grid(models: Sequence[str], backends: Sequence[str], precisions: Sequence[str],
-         resolutions: Sequence[tuple[int, int]], pipeline: bool = False) -> list[Cell]:
+         resolutions: Sequence[tuple[int, int]], pipeline: bool = False, threads: Sequence[int] = (0,)) -> list[Cell]:
     for b in backends:
         if b not in BENCH_BACKENDS:
             raise SageEdgeError(f"unknown backend '{b}'; choose from {', '.join(BENCH_BACKENDS)}")
     for p in precisions:
         if p not in PRECISIONS:
             raise SageEdgeError(f"unknown precision '{p}'; choose from {', '.join(PRECISIONS)}")
-    cells = [Cell(m, b, p, w, h, pipeline) for m in models for b in backends for p in precisions
-             for (w, h) in resolutions]
+    if any(t < 0 for t in threads):
+        raise SageEdgeError("--threads must be 0 (the measured default) or a positive number")
+    cpu_backends = ("onnxruntime", "openvino")
+    cells = [Cell(m, b, p, w, h, pipeline, t if b in cpu_backends else 0) for m in models for b in backends
+             for p in precisions for (w, h) in resolutions for t in (threads or (0,))]
     return list(dict.fromkeys(cells))
 
 
@@ -241,6 +250,8 @@ class ModelResolver:
                 raise Skip(f"the tensorrt backend runs serialized engines: build one first "
                            f"(`{build_engine_command(path, cell.precision)}`) and pass it as --model")
             return self._engine_precision(path, cell, notes), notes
+        if cell.backend == "openvino":
+            return self._openvino_model(spec, cell, notes), notes
         # onnxruntime
         path = resolve_model(spec, want="onnx") if spec in ZOO else resolve_model(spec)
         if path.suffix.lower() != ".onnx":
@@ -250,11 +261,55 @@ class ModelResolver:
                 raise Skip("fp16 is not benchmarked on onnxruntime's CPU provider (no fp16 kernels: it would "
                            "time casts); use a CUDA onnxruntime or --backend tensorrt for fp16")
             return self._fp16_model(path, cell, notes), notes
+        if cell.precision == "bf16":
+            raise Skip("bf16 is an OpenVINO precision hint here; use --backend openvino")
         if cell.precision == "fp32":
             if _is_qdq(path):
                 notes.append("the model carries Q/DQ nodes: fp32 here means 'the model as given'")
             return path, notes
         return self._int8_model(path, cell, notes), notes
+
+    def _openvino_model(self, spec: str, cell: Cell, notes: list[str]) -> Path:
+        from sage_edge.zoo import ZOO, resolve_model
+
+        path = resolve_model(spec, want="onnx") if spec in ZOO else resolve_model(spec)
+        if path.suffix.lower() not in (".onnx", ".xml"):
+            raise Skip(f"the openvino backend runs .onnx or OpenVINO .xml models, not {path.suffix}")
+        if cell.precision != "int8":
+            return path
+        if path.suffix.lower() == ".xml" or _is_qdq(path):
+            notes.append("the model is already quantized: run as given")
+            return path
+        key = ("openvino", path)
+        if key not in self._int8:
+            self._int8[key] = self._quantize(path, cell, "openvino")  # type: ignore[index]
+        notes.append("INT8 OpenVINO IR made by NNCF (quantize --target openvino), calibrated on pairs other than "
+                     "the timed ones")
+        return self._int8[key]  # type: ignore[index]
+
+    def _quantize(self, path: Path, cell: Cell, target: str) -> Path:
+        if not self.inputs.calibration_pairs:
+            raise Skip("int8 needs real pairs to calibrate on, other than the timed ones (no data folder found)")
+        try:
+            from sage_edge.export import quantize_cpu
+        except ImportError as exc:
+            raise Skip(f"int8 needs sage_edge.export.quantize_cpu ({exc})") from None
+        suffix = ".int8.xml" if target == "openvino" else ".int8.cpu.onnx"
+        out = self._scratch_dir() / f"{path.stem}{suffix}"
+        self.echo(f"quantizing {path.name} for {target} ({self.quantize_samples} calibration crops from "
+                  f"{len(self.inputs.calibration_pairs)} pairs not timed here) ...")
+        shape = (cell.height, cell.width)
+        try:
+            with _quiet():
+                if target == "openvino":
+                    quantize_cpu.quantize_openvino(path, out, self.inputs.calibration_pairs,
+                                                   samples=self.quantize_samples, calib_shape=shape, progress=False)
+                else:
+                    quantize_cpu.quantize_ort_cpu(path, out, self.inputs.calibration_pairs,
+                                                  samples=self.quantize_samples, calib_shape=shape, progress=False)
+        except (SageEdgeError, ImportError) as exc:
+            raise Skip(f"int8 quantization for {target} unavailable: {exc}") from None
+        return out
 
     def _engine_precision(self, path: Path, cell: Cell, notes: list[str]) -> Path:
         from sage_edge.environment import sidecar
@@ -297,26 +352,11 @@ class ModelResolver:
         if _is_qdq(path):
             notes.append("the model already carries Q/DQ nodes: run as given")
             return path
-        if path in self._int8:
-            return self._int8[path]
-        if not self.inputs.pairs:
-            raise Skip("int8 needs real pairs to calibrate (no data folder found)")
-        try:
-            from sage_edge.export.quantize import quantize_onnx
-        except ImportError as exc:
-            raise Skip(f"int8 needs sage_edge.export.quantize ({exc})") from None
-        target = self._scratch_dir() / f"{path.stem}.int8.qdq.onnx"
-        self.echo(f"quantizing {path.name} to INT8 Q/DQ (ModelOpt, {self.quantize_samples} calibration crops "
-                  f"from the benchmark pairs) ...")
-        try:
-            with _quiet():
-                quantize_onnx(path, target, self.inputs.pairs, samples=self.quantize_samples,
-                              calib_shape=(cell.height, cell.width), progress=False)
-        except SageEdgeError as exc:
-            raise Skip(f"int8 quantization unavailable: {exc}") from None
-        notes.append("INT8 Q/DQ made by sage_edge.export.quantize (ModelOpt), calibrated on the benchmark pairs")
-        self._int8[path] = target
-        return target
+        if path not in self._int8:
+            self._int8[path] = self._quantize(path, cell, "cpu")
+        notes.append("INT8 u8s8 for ONNX Runtime's CPU provider (quantize --target cpu), calibrated on pairs other "
+                     "than the timed ones")
+        return self._int8[path]
 
 
 def _quiet() -> Any:
@@ -475,57 +515,112 @@ def _stage_entry(samples_ms: Sequence[float] | None, source: str, count: int) ->
     return {"source": source, **summary}
 
 
-def time_inference(backend: Any, frames: Sequence[tuple[np.ndarray, np.ndarray]], opts: RunOptions,
-                   desc: str = "bench") -> dict[str, Any]:
-    """Time ``Fuser(backend).fuse`` on ``frames`` (cycled): stage entries, raw samples, power, memory."""
-    from sage_edge import tegrastats
-    from sage_edge.runtime.fuser import Fuser
+class _CellTimer:
+    """Times ``Fuser(backend).fuse`` one frame at a time, so that several cells can take turns (interleaved)."""
 
-    timed = _TimedBackend(backend)
-    fuser = Fuser(timed)  # type: ignore[arg-type]
-    n = len(frames)
-    for i in range(opts.warmup):
-        fuser.fuse(*frames[i % n])
-    host: dict[str, list[float]] = {s: [] for s in ("preprocess", "infer_call", "postprocess", "end_to_end")}
-    device: dict[str, list[float]] = {"h2d": [], "inference": [], "d2h": []}
+    def __init__(self, backend: Any, frames: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        from sage_edge.runtime.fuser import Fuser
 
-    def step(i: int) -> None:
-        ir, vis = frames[i % n]
+        self.timed = _TimedBackend(backend)
+        self.fuser = Fuser(self.timed)  # type: ignore[arg-type]
+        self.frames = frames
+        self.host: dict[str, list[float]] = {s: [] for s in ("preprocess", "infer_call", "postprocess", "end_to_end")}
+        self.device: dict[str, list[float]] = {"h2d": [], "inference": [], "d2h": []}
+        self.count = 0
+        self.busy_s = 0.0  # time spent in timed iterations
+        self.samples: list[Any] = []  # tegrastats samples that arrived during this cell's iterations
+
+    def warmup(self, iterations: int) -> None:
+        for i in range(iterations):
+            self.fuser.fuse(*self.frames[i % len(self.frames)])
+
+    def step(self) -> None:
+        ir, vis = self.frames[self.count % len(self.frames)]
         t0 = time.perf_counter_ns()
-        fuser.fuse(ir, vis)
+        self.fuser.fuse(ir, vis)
         t3 = time.perf_counter_ns()
+        timed, host = self.timed, self.host
         host["preprocess"].append((timed.t_enter - t0) / 1e6)
         host["infer_call"].append((timed.t_exit - timed.t_enter) / 1e6)
         host["postprocess"].append((t3 - timed.t_exit) / 1e6)
         host["end_to_end"].append((t3 - t0) / 1e6)
         if timed.device_stages:
-            for stage in device:
-                device[stage].append(float(timed.device_stages.get(f"{stage}_ms", 0.0)))
+            for stage in self.device:
+                self.device[stage].append(float(timed.device_stages.get(f"{stage}_ms", 0.0)))
+        self.count += 1
+        self.busy_s += (t3 - t0) / 1e9
 
+    def result(self, elapsed: float) -> dict[str, Any]:
+        from sage_edge import tegrastats
+
+        count, host, device = self.count, self.host, self.device
+        split = len(device["inference"]) == count
+        stages = {
+            "preprocess": _stage_entry(host["preprocess"], "host", count),
+            "h2d": _stage_entry(device["h2d"] if split else None, "cuda-events" if split else "n/a", count),
+            "inference": _stage_entry(device["inference"] if split else host["infer_call"],
+                                      "cuda-events" if split else "host", count),
+            "d2h": _stage_entry(device["d2h"] if split else None, "cuda-events" if split else "n/a", count),
+            "postprocess": _stage_entry(host["postprocess"], "host", count),
+            "end_to_end": _stage_entry(host["end_to_end"], "host", count),
+        }
+        extra = {"infer_call_host": _stage_entry(host["infer_call"], "host", count)} if split else {}
+        power = tegrastats.summarize_samples(self.samples, frames=count, seconds=self.busy_s) \
+            if self.samples else None
+        return {
+            "iterations": count,
+            "elapsed_s": elapsed,
+            "stages": stages,
+            "extra_stages": extra,
+            "samples_ms": {"end_to_end": host["end_to_end"],
+                           "inference": device["inference"] if split else host["infer_call"]},
+            "power": power,
+        }
+
+
+def time_interleaved(timers: Sequence[_CellTimer], opts: RunOptions, block: int = 1,
+                     desc: str = "bench") -> float:
+    """Timed iterations of every cell, taking turns in blocks of ``block`` iterations (A B C A B C ...).
+
+    Cells run one after another drift with the machine (other jobs, clocks, caches): measured on a shared
+    2-core VM, the same model given twice came out at 1.00 and 0.75 when its cells ran in sequence. Taking
+    turns exposes every cell to the same conditions, so their ratios hold. With ``--duration`` each cell
+    gets that much timed inference. tegrastats samples are credited to the cell whose iterations they
+    arrived in. Returns the wall time of the whole interleaved run.
+    """
+    from tqdm import tqdm
+
+    from sage_edge import tegrastats
+
+    if block < 1:
+        raise SageEdgeError("--block must be at least 1")
+    total = None if opts.duration_s is not None else int(opts.iterations or 0) * len(timers)
     sampler = tegrastats.TegraStatsSampler(opts.tegrastats_interval_ms)
-    with sampler:
-        count, elapsed = _loop(step, opts, desc)
-    split = len(device["inference"]) == count
-    stages = {
-        "preprocess": _stage_entry(host["preprocess"], "host", count),
-        "h2d": _stage_entry(device["h2d"] if split else None, "cuda-events" if split else "n/a", count),
-        "inference": _stage_entry(device["inference"] if split else host["infer_call"],
-                                  "cuda-events" if split else "host", count),
-        "d2h": _stage_entry(device["d2h"] if split else None, "cuda-events" if split else "n/a", count),
-        "postprocess": _stage_entry(host["postprocess"], "host", count),
-        "end_to_end": _stage_entry(host["end_to_end"], "host", count),
-    }
-    extra = {"infer_call_host": _stage_entry(host["infer_call"], "host", count)} if split else {}
-    power = tegrastats.summarize_samples(sampler.samples, frames=count, seconds=elapsed) if sampler.samples else None
-    return {
-        "iterations": count,
-        "elapsed_s": elapsed,
-        "stages": stages,
-        "extra_stages": extra,
-        "samples_ms": {"end_to_end": host["end_to_end"],
-                       "inference": device["inference"] if split else host["infer_call"]},
-        "power": power,
-    }
+    start = time.perf_counter()
+    with sampler, tqdm(total=total, desc=desc, unit="it", disable=not opts.progress, leave=False) as bar:
+        while True:
+            pending = [t for t in timers if (t.busy_s < opts.duration_s or t.count == 0)] \
+                if opts.duration_s is not None else [t for t in timers if t.count < int(opts.iterations or 0)]
+            if not pending:
+                break
+            for timer in pending:
+                seen = len(sampler.samples)
+                for _ in range(block):
+                    if opts.duration_s is None and timer.count >= int(opts.iterations or 0):
+                        break
+                    timer.step()
+                    bar.update(1)
+                timer.samples.extend(sampler.samples[seen:])
+    return time.perf_counter() - start
+
+
+def time_inference(backend: Any, frames: Sequence[tuple[np.ndarray, np.ndarray]], opts: RunOptions,
+                   desc: str = "bench") -> dict[str, Any]:
+    """Time ``Fuser(backend).fuse`` on ``frames`` (cycled): stage entries, raw samples, power, memory."""
+    timer = _CellTimer(backend, frames)
+    timer.warmup(opts.warmup)
+    elapsed = time_interleaved([timer], opts, desc=desc)
+    return timer.result(elapsed)
 
 
 # --- pipeline mode ------------------------------------------------------------------------------------------
@@ -596,50 +691,45 @@ def time_pipeline(model_path: Path, backend_name: str, frames: Sequence[tuple[np
 # --- running the grid -----------------------------------------------------------------------------------------
 
 
-def run_cell(cell: Cell, resolver: ModelResolver, inputs: Inputs, opts: RunOptions,
-             backend_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
-    """One grid cell: a result entry (status ok), or a skipped entry with the reason."""
-    from sage_edge.runtime.backend import backend_class
-
-    entry: dict[str, Any] = {
+def _new_entry(cell: Cell, opts: RunOptions) -> dict[str, Any]:
+    return {
         "key": cell.key, "model": cell.label, "model_spec": cell.model, "model_path": None,
         "backend": cell.backend, "backend_description": None, "precision": cell.precision,
         "resolution": cell.resolution, "width": cell.width, "height": cell.height, "mode": cell.mode,
-        "status": "skipped", "reason": None, "notes": [], "warmup": opts.warmup,
+        "threads": None, "status": "skipped", "reason": None, "notes": [], "warmup": opts.warmup,
     }
+
+
+def _backend_class(cell: Cell) -> Any:
+    from sage_edge.runtime.backend import backend_class
+
     try:
-        path, notes = resolver.resolve(cell)
-        entry["model_path"], entry["notes"] = str(path), notes
-        per_cell_peak = _reset_peak_rss()  # after any quantization: the peak is the backend's and the loop's
-        frames = inputs.at(cell.width, cell.height)
-        try:
-            klass = backend_class(cell.backend)
-            if not klass.is_available():  # type: ignore[attr-defined]
-                raise Skip(f"the {cell.backend} backend is not available on this machine")
-        except (ImportError, SageEdgeError, OSError) as exc:
-            raise Skip(f"the {cell.backend} backend is not available on this machine ({exc})") from None
-        if cell.pipeline:
-            timing = time_pipeline(path, cell.backend, frames, opts, desc=cell.key)
-            entry["backend_description"] = timing.pop("backend_description")
-            entry["notes"].append("pipeline: end_to_end = arrival -> output (queueing included); "
-                                  "FPS = pipeline throughput")
-        else:
-            options = dict((backend_options or {}).get(cell.backend, {}))
-            try:
-                backend = klass(path, **options)
-            except ImportError as exc:
-                raise Skip(f"the {cell.backend} backend cannot load here ({exc})") from None
-            with backend:
-                entry["backend_description"] = backend.describe()
-                try:
-                    timing = time_inference(backend, frames, opts, desc=cell.key)
-                except SageEdgeError as exc:
-                    raise Skip(f"{exc}") from None
-                gpu = _gpu_memory(backend)
-            entry["gpu_peak_mb"] = gpu / 2**20 if gpu is not None else None
-    except Skip as skip:
-        entry["reason"] = str(skip)
-        return entry
+        klass = backend_class(cell.backend)
+        if not klass.is_available():  # type: ignore[attr-defined]
+            raise Skip(f"the {cell.backend} backend is not available on this machine")
+    except (ImportError, SageEdgeError, OSError) as exc:
+        raise Skip(f"the {cell.backend} backend is not available on this machine ({exc})") from None
+    return klass
+
+
+def _open_cell_backend(cell: Cell, klass: Any, path: Path,
+                       backend_options: Mapping[str, Mapping[str, Any]] | None) -> Any:
+    options = dict((backend_options or {}).get(cell.backend, {}))
+    if cell.backend == "onnxruntime" and cell.threads:
+        options["intra_op_threads"] = cell.threads
+    if cell.backend == "openvino":
+        options["precision"] = cell.precision
+        if cell.threads:
+            options["threads"] = cell.threads
+    try:
+        return klass(path, **options)
+    except ImportError as exc:
+        raise Skip(f"the {cell.backend} backend cannot load here ({exc})") from None
+    except SageEdgeError as exc:
+        raise Skip(str(exc)) from None
+
+
+def _finish_entry(entry: dict[str, Any], timing: dict[str, Any], peak_scope: str) -> None:
     current, peak = _rss_bytes()
     e2e = timing["stages"]["end_to_end"]
     pipeline_fps = timing.pop("throughput_fps_pipeline", None)
@@ -650,39 +740,189 @@ def run_cell(cell: Cell, resolver: ModelResolver, inputs: Inputs, opts: RunOptio
     if pipeline_fps is not None:
         entry["throughput_fps"] = pipeline_fps
     else:
-        entry["throughput_fps"] = timing["iterations"] / timing["elapsed_s"] if timing["elapsed_s"] > 0 else 0.0
-    entry["memory"] = {"rss_mb": current / 2**20, "peak_rss_mb": peak / 2**20,
-                       "peak_rss_scope": "cell" if per_cell_peak else "process",
+        busy = sum(timing["samples_ms"]["end_to_end"]) / 1000.0
+        entry["throughput_fps"] = timing["iterations"] / busy if busy > 0 else 0.0
+    entry["memory"] = {"rss_mb": current / 2**20, "peak_rss_mb": peak / 2**20, "peak_rss_scope": peak_scope,
                        "gpu_peak_mb": entry.pop("gpu_peak_mb", None)}
+
+
+def run_cell(cell: Cell, resolver: ModelResolver, inputs: Inputs, opts: RunOptions,
+             backend_options: Mapping[str, Mapping[str, Any]] | None = None) -> dict[str, Any]:
+    """One grid cell on its own: a result entry (status ok), or a skipped entry with the reason."""
+    entry = _new_entry(cell, opts)
+    try:
+        path, notes = resolver.resolve(cell)
+        entry["model_path"], entry["notes"] = str(path), notes
+        per_cell_peak = _reset_peak_rss()  # after any quantization: the peak is the backend's and the loop's
+        frames = inputs.at(cell.width, cell.height)
+        klass = _backend_class(cell)
+        if cell.pipeline:
+            timing = time_pipeline(path, cell.backend, frames, opts, desc=cell.key)
+            entry["backend_description"] = timing.pop("backend_description")
+            entry["notes"].append("pipeline: end_to_end = arrival -> output (queueing included); "
+                                  "FPS = pipeline throughput")
+        else:
+            with _open_cell_backend(cell, klass, path, backend_options) as backend:
+                entry["backend_description"] = backend.describe()
+                entry["threads"] = getattr(backend, "threads", None)
+                try:
+                    timing = time_inference(backend, frames, opts, desc=cell.key)
+                except SageEdgeError as exc:
+                    raise Skip(f"{exc}") from None
+                gpu = _gpu_memory(backend)
+            entry["gpu_peak_mb"] = gpu / 2**20 if gpu is not None else None
+    except Skip as skip:
+        entry["reason"] = str(skip)
+        return entry
+    _finish_entry(entry, timing, "cell" if per_cell_peak else "process")
     return entry
+
+
+@dataclass
+class _Prepared:
+    cell: Cell
+    entry: dict[str, Any]
+    backend: Any
+    timer: _CellTimer
+
+
+def _quality(prepared: Sequence[_Prepared], inputs: Inputs) -> None:
+    """Each cell's fused frames against its model's FP32 reference cell: PSNR (min, mean) and max abs error.
+
+    The reference is the model's fp32 ONNX Runtime cell at that resolution (else its first fp32 cell). A cell
+    without one in the grid gets ``quality: null``.
+    """
+    from sage_edge.export.precision_check import psnr
+
+    outputs: dict[int, list[np.ndarray]] = {}
+
+    def fused(p: _Prepared) -> list[np.ndarray]:
+        if id(p) not in outputs:
+            outputs[id(p)] = [p.timer.fuser.fuse(ir, vis) for ir, vis in p.timer.frames]
+        return outputs[id(p)]
+
+    for p in prepared:
+        candidates = [q for q in prepared if q.cell.label == p.cell.label and q.cell.resolution == p.cell.resolution
+                      and q.cell.precision == "fp32" and q.cell.backend != "torch"]
+        candidates.sort(key=lambda q: (q.cell.backend != "onnxruntime", q.cell.threads))
+        if not candidates:
+            p.entry["quality"] = None
+            continue
+        ref = candidates[0]
+        values = [psnr(r, t) for r, t in zip(fused(ref), fused(p))]
+        errors = [int(np.abs(r.astype(np.int16) - t.astype(np.int16)).max()) for r, t in zip(fused(ref), fused(p))]
+        worst = int(np.argmin(values))
+        finite = [v for v in values if np.isfinite(v)]
+        p.entry["quality"] = {
+            "reference": ref.cell.key, "frames": len(values), "identical": not finite,
+            "psnr_min_db": float(min(finite)) if finite else None,
+            "psnr_mean_db": float(np.mean(finite)) if finite else None,
+            "max_abs_error": max(errors), "worst_frame": inputs.names[worst] if worst < len(inputs.names) else None,
+        }
+
+
+def _record_tuning(results: Sequence[Mapping[str, Any]], echo: Callable[[str], None]) -> None:
+    """Save what this run measured for the CPU defaults (``sage_edge.runtime.cpu_tuning``)."""
+    from sage_edge.runtime import cpu_tuning
+
+    ok = [r for r in results if r["status"] == "ok" and r["mode"] == "inference" and r.get("threads")]
+    groups: dict[tuple[str, ...], dict[int, float]] = {}
+    for r in ok:
+        groups.setdefault((r["model"], r["backend"], r["precision"], r["resolution"]), {})[int(r["threads"])] = \
+            r["stages"]["end_to_end"]["p50"]
+    for (model, backend, precision, resolution), medians in groups.items():
+        if len(medians) > 1 and backend in ("onnxruntime", "openvino"):
+            best = min(medians, key=medians.get)
+            path = cpu_tuning.record_best(backend, best, medians)
+            echo(f"threads: {backend} ran fastest with {best} here ({model} {precision} {resolution}); "
+                 f"saved as its default in {path}")
+    by_model: dict[tuple[str, str], dict[str, float]] = {}
+    for r in ok:
+        if r["precision"] == "fp32" and r["backend"] in ("onnxruntime", "openvino"):
+            slot = by_model.setdefault((r["model"], r["resolution"]), {})
+            slot[r["backend"]] = min(slot.get(r["backend"], float("inf")), r["stages"]["end_to_end"]["p50"])
+    for (model, resolution), medians in by_model.items():
+        if len(medians) == 2:
+            fastest = min(medians, key=medians.get)
+            path = cpu_tuning.record_onnx_backend(fastest, medians)
+            echo(f"auto backend: {fastest} ran FP32 .onnx fastest here ({model} {resolution}); saved in {path}")
 
 
 def run_grid(cells: Sequence[Cell], inputs: Inputs, opts: RunOptions, echo: Callable[[str], None] = print,
              backend_options: Mapping[str, Mapping[str, Any]] | None = None, quantize_samples: int = 16,
-             settings: Mapping[str, Any] | None = None) -> dict[str, Any]:
-    """Run every cell; the full result document (see ``validate``)."""
+             settings: Mapping[str, Any] | None = None, block: int = 1, record_tuning: bool = False
+             ) -> dict[str, Any]:
+    """Run every cell; the full result document (see ``validate``).
+
+    Bare-inference cells are opened and warmed up first, then timed interleaved (``time_interleaved``); then
+    each cell's quality against its model's FP32 cell is measured on the same frames. Pipeline cells (their
+    own threads) run one after another afterwards.
+    """
     from sage_edge import __version__, environment
 
     opts.check()
     env = environment.record()
-    results = []
+    entries: list[dict[str, Any]] = []
+    prepared: list[_Prepared] = []
+    pipelines: list[tuple[Cell, dict[str, Any]]] = []
     resolver = ModelResolver(inputs, echo=echo, quantize_samples=quantize_samples)
     try:
         for cell in cells:
-            entry = run_cell(cell, resolver, inputs, opts, backend_options)
-            if entry["status"] == "skipped":
-                echo(f"skipped {cell.key}: {entry['reason']}")
-            else:
-                for note in entry["notes"]:
-                    echo(f"note {cell.key}: {note}")
-            if entry.get("model_path") and entry["model_path"].lower().endswith(ENGINE_SUFFIXES):
-                entry["engine_metadata"] = environment.sidecar(entry["model_path"])
-            results.append(entry)
+            entry = _new_entry(cell, opts)
+            entries.append(entry)
+            if cell.pipeline:
+                pipelines.append((cell, entry))
+                continue
+            try:
+                path, notes = resolver.resolve(cell)
+                entry["model_path"], entry["notes"] = str(path), notes
+                klass = _backend_class(cell)
+                backend = _open_cell_backend(cell, klass, path, backend_options)
+                try:
+                    entry["backend_description"] = backend.describe()
+                    entry["threads"] = getattr(backend, "threads", None)
+                    timer = _CellTimer(backend, inputs.at(cell.width, cell.height))
+                    timer.warmup(opts.warmup)
+                except SageEdgeError as exc:
+                    backend.close()
+                    raise Skip(f"{exc}") from None
+                prepared.append(_Prepared(cell, entry, backend, timer))
+            except Skip as skip:
+                entry["reason"] = str(skip)
+        _reset_peak_rss()
+        if prepared:
+            elapsed = time_interleaved([p.timer for p in prepared], opts, block=block,
+                                       desc=f"{len(prepared)} cells interleaved")
+            for p in prepared:
+                gpu = _gpu_memory(p.backend)
+                p.entry["gpu_peak_mb"] = gpu / 2**20 if gpu is not None else None
+                _finish_entry(p.entry, p.timer.result(elapsed), "cell" if len(prepared) == 1 else "process")
+                if len(prepared) > 1:
+                    p.entry["notes"].append(f"timed interleaved with {len(prepared) - 1} other cell(s), "
+                                            f"in turns of {block} iteration(s)")
+            _quality(prepared, inputs)
+        for p in prepared:
+            p.backend.close()
+        prepared.clear()
+        for cell, entry in pipelines:
+            entry.update(run_cell(cell, resolver, inputs, opts, backend_options))
     finally:
+        for p in prepared:
+            p.backend.close()
         resolver.close()
+    for cell, entry in zip(cells, entries):
+        if entry["status"] == "skipped":
+            echo(f"skipped {cell.key}: {entry['reason']}")
+        else:
+            for note in entry["notes"]:
+                echo(f"note {cell.key}: {note}")
+        if entry.get("model_path") and entry["model_path"].lower().endswith(ENGINE_SUFFIXES):
+            entry["engine_metadata"] = environment.sidecar(entry["model_path"])
     environment.finish(env)
     for warning in env["warnings"]:
         echo(f"warning: {warning}")
+    if record_tuning:
+        _record_tuning(entries, echo)
     return {
         "schema_version": SCHEMA_VERSION,
         "tool": "sage-edge bench",
@@ -690,10 +930,11 @@ def run_grid(cells: Sequence[Cell], inputs: Inputs, opts: RunOptions, echo: Call
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "settings": {
             "warmup": opts.warmup, "iterations": opts.iterations if opts.duration_s is None else None,
-            "duration_s": opts.duration_s, "inputs": inputs.describe(), **dict(settings or {}),
+            "duration_s": opts.duration_s, "inputs": inputs.describe(), "interleaved": True, "block": block,
+            **dict(settings or {}),
         },
         "environment": env,
-        "results": results,
+        "results": entries,
     }
 
 
@@ -775,11 +1016,24 @@ def _fmt(value: float | None, digits: int = 2) -> str:
 
 
 TABLE_HEADER = ("model", "backend", "prec", "res", "mode", "e2e p50", "p90", "p99", "mean", "std", "FPS",
-                "pre p50", "infer p50", "post p50", "peak RSS MB", "W", "mJ/frame")
+                "pre p50", "infer p50", "post p50", "peak RSS MB", "W", "mJ/frame", "threads", "ratio",
+                "PSNR min dB")
+
+
+def _quality_text(entry: Mapping[str, Any]) -> str:
+    quality = entry.get("quality")
+    if not quality:
+        return "-"
+    if quality.get("identical"):
+        return "identical" if quality["reference"] != entry["key"] else "reference"
+    return f"{quality['psnr_min_db']:.2f}"
 
 
 def table_rows(doc: Mapping[str, Any]) -> list[list[str]]:
+    """One row per cell that ran; ``ratio`` = its e2e p50 / the first cell's (interleaved cells only)."""
     rows = []
+    ran = [r for r in doc["results"] if r["status"] == "ok"]
+    base = ran[0]["stages"]["end_to_end"]["p50"] if ran else None
     for r in doc["results"]:
         if r["status"] != "ok":
             continue
@@ -793,6 +1047,9 @@ def table_rows(doc: Mapping[str, Any]) -> list[list[str]]:
             _fmt(r["fps"], 1), _fmt(s["preprocess"]["p50"]), _fmt(s["inference"]["p50"]),
             _fmt(s["postprocess"]["p50"]), _fmt(r["memory"]["peak_rss_mb"], 0),
             _fmt(watts / 1000 if watts is not None else None, 2), _fmt(power.get("energy_per_frame_mj"), 1),
+            str(r.get("threads") or "-"),
+            _fmt(stats.ratio(e2e["p50"], base) if r["mode"] == "inference" else None, 3),
+            _quality_text(r),
         ])
     return rows
 
@@ -809,7 +1066,9 @@ def format_table(doc: Mapping[str, Any], include_skipped: bool = True) -> str:
         lines.append("  ".join(h.rjust(w) if i >= 5 else h.ljust(w) for i, (h, w) in enumerate(zip(TABLE_HEADER, widths))))
         for row in rows:
             lines.append("  ".join(c.rjust(w) if i >= 5 else c.ljust(w) for i, (c, w) in enumerate(zip(row, widths))))
-        lines.append("latencies in ms (host perf_counter; warm-up excluded); W / mJ/frame from tegrastats on Jetson")
+        lines.append("latencies in ms (host perf_counter; warm-up excluded); W / mJ/frame from tegrastats on Jetson; "
+                     "ratio = e2e p50 / the first row's (cells timed interleaved); PSNR min = worst frame against "
+                     "the model's fp32 cell")
     else:
         lines.append("no configuration ran")
     if include_skipped:

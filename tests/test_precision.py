@@ -55,8 +55,9 @@ def test_student_passes_fp16_and_int8_on_held_back_pairs(official_onnx, split):
     report = check_precision(official_onnx, calib, held_back, precisions=("fp16",), samples=4, metrics=False,
                              **common)
     lines = "\n".join(report.lines())
-    # FP16: no network tensor overflows; the colour maths (levels * 2^14 fixed-point) does and is kept FP32.
-    assert report.fp16_scan.ok and not report.fp16_scan.overflows and report.fp16_scan.kept_fp32
+    # FP16: no network tensor overflows. The colour maths stays in FP32 by node name (it needs 14 fractional
+    # bits to stay exact), though since its fixed-point divisions are folded it no longer exceeds FP16's range.
+    assert report.fp16_scan.ok and not report.fp16_scan.overflows
     assert report.fp16.min_psnr >= 45.0, lines
     assert report.ok
     # INT8 Q/DQ vs FP32 on pairs never used for calibration.

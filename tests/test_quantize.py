@@ -109,11 +109,12 @@ def test_quantize_default_model(split, tmp_path):
         default = resolve_model("default", want="onnx")
     except SageEdgeError as exc:
         pytest.skip(f"bundled default model not there yet: {exc}")
-    calib, held_back = split
+    calib, _ = split
     report = _quantize(default, tmp_path / "default.qdq.onnx", calib)
     _check_qdq_placement(default, report.path, report.io_kind)
     _check_trt(report)
-    _ort_fuses(report.path, held_back[2])
+    # Its quality is judged per held-back pair (PSNR >= 35 dB each), not by "the output is not flat":
+    # test_cpu_speed.py::test_default_model_int8_holds_on_every_held_back_pair.
 
 
 def test_quantize_refuses_bad_input(split, tmp_path):
@@ -134,19 +135,22 @@ def test_quantize_refuses_bad_input(split, tmp_path):
 
 def test_quantize_cli(official_float_onnx, ivif_dir, tmp_path):
     out = tmp_path / "cli.qdq.onnx"
+    # 3 crops of 96x96 keep this quick; the floor is lowered to match (quality is judged at real sizes in
+    # test_cpu_speed.py and benchmarks/bench_cpu.py).
     result = run_cli("quantize", official_float_onnx, "--calib", ivif_dir / "TNO", "-o", out,
-                     "--samples", "3", "--shape", "96x96")
+                     "--samples", "3", "--shape", "96x96", "--min-psnr", "25")
     assert result.returncode == 0, result.stderr
     assert "INT8 Q/DQ" in result.stdout and "18 nodes" in result.stdout and out.is_file()
     assert "check-trt: opset 17, converted down from ModelOpt's opset 19" in result.stdout
     assert "passes the ONNX parser rules of TensorRT 8.5, 8.6, 10, 11" in result.stdout
+    assert "checked against FP32 on" in result.stdout and "(floor 25 dB)" in result.stdout
     bad = run_cli("quantize", official_float_onnx, "--calib", tmp_path / "nowhere", "-o", tmp_path / "x.onnx")
     assert bad.returncode == 1 and bad.stderr.count("\n") == 1 and "Traceback" not in bad.stderr
     assert not (tmp_path / "x.onnx").exists()
 
 
 def test_fp16_high_precision_keeps_colour_maths_fp32(official_onnx, split, tmp_path):
-    """--high-precision fp16 must not push the colour maths (intermediates ~4e6) into FP16."""
+    """--high-precision fp16 must not push the colour maths (22-23 significant bits) into FP16."""
     from sage_edge.export.precision_check import compare_models, load_eval_images
     from sage_edge.export.quantize import quantize_onnx
 

@@ -14,9 +14,9 @@ DEFAULT_RESOLUTION = "640x480"
 @click.command()
 @click.option("--model", "-m", "models", multiple=True,
               help="Zoo name or model file (.onnx, .engine, .pt/.safetensors); repeat for several. [default: default]")
-@click.option("--backend", "backends", multiple=True, type=click.Choice(["onnxruntime", "tensorrt", "torch"]),
+@click.option("--backend", "backends", multiple=True, type=click.Choice(["onnxruntime", "openvino", "tensorrt", "torch"]),
               help="Backend(s) to time; repeat for several. [default: onnxruntime]")
-@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "fp16", "int8"]),
+@click.option("--precision", "precisions", multiple=True, type=click.Choice(["fp32", "bf16", "fp16", "int8"]),
               help="Precision(s); a precision a backend lacks is skipped with the reason. [default: fp32]")
 @click.option("--resolution", "resolutions", multiple=True, metavar="WxH",
               help=f"Input size(s), WIDTHxHEIGHT; repeat for several. [default: {DEFAULT_RESOLUTION}]")
@@ -37,24 +37,29 @@ DEFAULT_RESOLUTION = "640x480"
               help="Folder of IR/visible datasets for the inputs. [default: ../shared/data/ivif]")
 @click.option("--frames", default=8, show_default=True, type=int, help="Distinct pairs cycled through.")
 @click.option("--seed", default=0, show_default=True, type=int, help="Seed that picks the pairs.")
-@click.option("--threads", default=0, show_default=True, type=int,
-              help="ONNX Runtime intra-op threads (0: ONNX Runtime's default).")
+@click.option("--threads", "threads", multiple=True, type=int,
+              help="CPU threads (onnxruntime, openvino); repeat to compare, e.g. --threads 1 --threads 2 --threads 0; "
+                   "a comparison saves the fastest as this machine's default. [default: 0, the measured default]")
+@click.option("--block", default=1, show_default=True, type=int,
+              help="Cells take turns every N timed iterations (interleaved, so that their ratios hold).")
 @click.option("--tegrastats-interval", default=100, show_default=True, type=int, metavar="MS",
               help="tegrastats sampling interval on Jetson.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bars.")
 def bench(models, backends, precisions, resolutions, warmup, iterations, duration, pipeline, json_out, plot_out,
-          markdown_out, compare_files, estimate_module, data_dir, frames, seed, threads, tegrastats_interval,
+          markdown_out, compare_files, estimate_module, data_dir, frames, seed, threads, block, tegrastats_interval,
           quiet) -> None:
     """Benchmark latency (per stage, p50/p90/p99), memory and energy per frame.
 
-    Every combination of --model x --backend x --precision x --resolution runs on the same
-    seeded real image pairs, resized to the resolution. Cells that cannot run here are
-    listed as skipped, with the reason.
+    Every combination of --model x --backend x --precision x --resolution x --threads runs on the
+    same seeded real image pairs, resized to the resolution, timed interleaved (the cells take turns),
+    with each cell's quality against its model's fp32 cell. Cells that cannot run here are listed
+    as skipped, with the reason.
 
     \b
     Examples:
       sage-edge bench --model default --resolution 640x480 --iterations 200 --json out.json --plot out.png
       sage-edge bench --model fused.engine --backend tensorrt --precision fp16 --duration 30
+      sage-edge bench --backend onnxruntime --backend openvino --precision fp32 --precision int8 --threads 1 --threads 2
       sage-edge bench --compare before.json after.json
       sage-edge bench --model default --resolution 640x512 --estimate orin-nx-16
     """
@@ -83,11 +88,11 @@ def bench(models, backends, precisions, resolutions, warmup, iterations, duratio
     if data_dir is not None and not data_dir.is_dir():
         raise SageEdgeError(f"--data {data_dir}: no such directory (leave --data out to use ../shared/data/ivif "
                             "or synthetic pairs)")
-    cells = bm.grid(models, list(backends) or ["onnxruntime"], list(precisions) or ["fp32"], sizes, pipeline)
+    cells = bm.grid(models, list(backends) or ["onnxruntime"], list(precisions) or ["fp32"], sizes, pipeline,
+                    threads=list(threads) or [0])
     inputs = bm.load_inputs(data_dir, frames=frames, seed=seed, echo=click.echo)
-    backend_options = {"onnxruntime": {"intra_op_threads": threads}} if threads else None
-    doc = bm.run_grid(cells, inputs, opts, echo=click.echo, backend_options=backend_options,
-                      settings={"seed": seed, "threads": threads})
+    doc = bm.run_grid(cells, inputs, opts, echo=click.echo, settings={"seed": seed, "threads": list(threads) or [0]},
+                      block=block, record_tuning=True)
     click.echo(bm.format_table(doc, include_skipped=False))  # skipped cells were printed as they came
     if not any(r["status"] == "ok" for r in doc["results"]):
         raise SageEdgeError("no configuration could run here (see the skipped lines above); nothing written")

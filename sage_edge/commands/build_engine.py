@@ -62,9 +62,10 @@ def build_engine(model: Path, output: Path | None, fp16: bool, int8: bool, calib
     )
     if not model.is_file():
         raise SageEdgeError(f"{model}: no such ONNX file")
-    if model.suffix.lower() != ".onnx":
+    if model.suffix.lower() not in (".onnx", ".xml"):
         raise SageEdgeError(f"{model}: build-engine takes an ONNX model; export weights first "
                             f"(`sage-edge export --model {model} -o {model.stem}.onnx`)")
+    _refuse_cpu_int8(model)
     _check_parser_rules(model)
     try:
         report = EngineBuilder(options, echo=click.echo).build()
@@ -134,3 +135,17 @@ def _check_parser_rules(model: Path) -> None:
         raise SageEdgeError(f"{model}: TensorRT's ONNX parser would refuse it ({len(report.violations)} "
                             f"violation(s) above, rules of {which}); no engine built")
     click.echo(f"check-trt: {model.name} passes the ONNX parser rules of {which}")
+
+
+def _refuse_cpu_int8(model: Path) -> None:
+    """A model ``quantize --target cpu`` made runs on ONNX Runtime's CPU provider only: say so, build nothing."""
+    if model.suffix.lower() == ".xml":
+        raise SageEdgeError(f"{model}: an OpenVINO IR is not a TensorRT input; build-engine takes an FP32 .onnx "
+                            "or `sage-edge quantize --target tensorrt` output")
+    try:
+        from sage_edge.export.quantize_cpu import ORT_CPU_TARGET, model_int8_target
+    except ImportError:  # no onnx package: the builder's own checks apply
+        return
+    if model_int8_target(model) == ORT_CPU_TARGET:
+        raise SageEdgeError(f"{model}: quantized for ONNX Runtime on CPUs (quantize --target cpu), not for "
+                            "TensorRT; build from the FP32 model, or quantize it with --target tensorrt")

@@ -7,7 +7,7 @@ import click
 
 from sage_edge.errors import SageEdgeError
 
-RUN_BACKENDS = ("auto", "tensorrt", "onnxruntime")
+RUN_BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
 
 
 def resolve_run_model(model: str) -> Path:
@@ -55,7 +55,7 @@ def rtsp_credentials_from_file(outputs: tuple[str, ...], path: Path | None):
               help="IR source: csi://N, v4l2:///dev/videoN, rtsp://..., file://PATH (video, image dir, glob), gst://PIPELINE.")
 @click.option("--vis", "vis_uri", required=True, metavar="URI", help="Visible source (same URI forms).")
 @click.option("--model", "-m", default="default", show_default=True,
-              help="Zoo name (default) or a model file (.onnx, .engine).")
+              help="Zoo name (default) or a model file (.onnx, .engine, OpenVINO .xml).")
 @click.option("--backend", type=click.Choice(RUN_BACKENDS), default="auto", show_default=True,
               help="Inference engine; auto picks by model file type.")
 @click.option("--output", "-o", "outputs", multiple=True, metavar="URI",

@@ -38,12 +38,24 @@ class EndToEndFusion(nn.Module):
         # Cast before anything else: TensorRT's ONNX parser accepts uint8 only on graph inputs that feed a
         # Cast directly (onnx-tensorrt 8.6-GA onward, ModelImporter.cpp, "TensorRT does not support UINT8
         # types for intermediate tensors"), so the uint8 inputs must not meet a Transpose first.
-        ir_levels = ir.float().permute(0, 3, 1, 2)  # N x 1 x H x W
-        vis_levels = vis.float().permute(0, 3, 1, 2)  # N x 3 x H x W (B, G, R)
-        b, g, r = vis_levels[:, 0:1], vis_levels[:, 1:2], vis_levels[:, 2:3]
-        y, cr, cb = colour.bgr_to_ycrcb(b, g, r, floor=torch.floor)
+        # Then whole N x 1 x H x W planes (Split + Squeeze/Unsqueeze, no Transpose): element-wise kernels are
+        # fast on them, and ONNX Runtime's transpose optimizer has no Transpose to push into the colour maths
+        # (it used to, leaving N x H x W x 1 tensors on its slow per-element broadcast path).
+        ir_levels = _plane(ir.float())
+        b, g, r = (_plane(c) for c in vis.float().split(1, dim=3))
+        y, cr, cb = colour.luma_chroma_planes(b, g, r, floor=torch.floor)
+        offsets = colour.chroma_offsets(cr, cb)
         fused_y = self.student(colour.to_unit(y), colour.to_unit(ir_levels))[0]
-        out_b, out_g, out_r = colour.ycrcb_unit_to_bgr(fused_y, colour.to_unit(cr), colour.to_unit(cb))
-        bgr = torch.cat([colour.unit_to_levels(c, floor=torch.floor) for c in (out_b, out_g, out_r)], dim=1)
-        grey = colour.unit_to_levels(fused_y, floor=torch.floor)
-        return bgr.permute(0, 2, 3, 1).to(torch.uint8), grey.permute(0, 2, 3, 1).to(torch.uint8)
+        out_b, out_g, out_r, grey = colour.fused_levels(fused_y, (*offsets, 0.5), floor=torch.floor)
+        bgr = torch.cat([out_b, out_g, out_r], dim=1).permute(0, 2, 3, 1)  # N x H x W x 3: one Transpose
+        return bgr.to(torch.uint8), _channels_last(grey).to(torch.uint8)
+
+
+def _plane(levels: torch.Tensor) -> torch.Tensor:
+    """N x H x W x 1 -> N x 1 x H x W without moving data (Squeeze + Unsqueeze rather than a Transpose)."""
+    return levels.squeeze(3).unsqueeze(1)
+
+
+def _channels_last(plane: torch.Tensor) -> torch.Tensor:
+    """N x 1 x H x W -> N x H x W x 1 without moving data."""
+    return plane.squeeze(1).unsqueeze(3)
