@@ -168,6 +168,32 @@ def _drop_cpu_only_noise(record: "object") -> bool:
 
 
 @contextlib.contextmanager
+def _onnxruntime_quantization_restored() -> Iterable[None]:
+    """Undo ModelOpt's patches of ONNX Runtime's quantization classes when it returns.
+
+    ModelOpt replaces calibrator and quantizer methods of ``onnxruntime.quantization`` for good
+    (modelopt/onnx/quantization/ort_patching.py, ``patch_ort_modules``); a later ONNX Runtime quantization in
+    the same process (``quantize --target cpu``, ``bench --precision int8``) then fails with "Quantization
+    parameters are not specified". Restore every class attribute and ``calibrate.create_calibrator``.
+    """
+    from onnxruntime.quantization import base_quantizer, calibrate, qdq_quantizer
+
+    classes = (calibrate.CalibraterBase, calibrate.MinMaxCalibrater, calibrate.HistogramCalibrater,
+               calibrate.HistogramCollector, qdq_quantizer.QDQQuantizer, base_quantizer.BaseQuantizer)
+    saved = [(cls, dict(vars(cls))) for cls in classes]
+    create_calibrator = calibrate.create_calibrator
+    try:
+        yield
+    finally:
+        calibrate.create_calibrator = create_calibrator
+        for cls, attributes in saved:
+            for name in [n for n in vars(cls) if n not in attributes]:
+                delattr(cls, name)
+            for name, value in attributes.items():
+                if vars(cls).get(name) is not value:
+                    setattr(cls, name, value)
+
+@contextlib.contextmanager
 def _quiet_logs() -> Iterable[None]:
     """Errors only from ModelOpt while it runs: its INFO/WARNING lines (~80 per check-precision, to stdout)
     would bury our report. ``logging.disable`` holds even though ModelOpt reconfigures its loggers and
@@ -226,7 +252,7 @@ def quantize_onnx(model_path: str | os.PathLike, output: str | os.PathLike, pair
         source = Path(scratch) / "model.onnx"
         shutil.copyfile(model_path, source)
         target = Path(scratch) / "model.qdq.onnx"
-        with _quiet_logs():
+        with _quiet_logs(), _onnxruntime_quantization_restored():
             quantize(
                 str(source),
                 quantize_mode="int8",

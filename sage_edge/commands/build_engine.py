@@ -140,8 +140,9 @@ def _check_parser_rules(model: Path) -> None:
 def _refuse_cpu_int8(model: Path) -> None:
     """A model ``quantize --target cpu`` made runs on ONNX Runtime's CPU provider only: say so, build nothing."""
     if model.suffix.lower() == ".xml":
-        raise SageEdgeError(f"{model}: an OpenVINO IR is not a TensorRT input; build-engine takes an FP32 .onnx "
-                            "or `sage-edge quantize --target tensorrt` output")
+        raise SageEdgeError(f"{model}: an OpenVINO IR is not a TensorRT input; build-engine takes an FP32 .onnx, "
+                            "or the Q/DQ .onnx of `sage-edge quantize MODEL.onnx --target tensorrt --calib DIR "
+                            "-o MODEL.int8.onnx`")
     try:
         from sage_edge.export.quantize_cpu import ORT_CPU_TARGET, model_int8_target
     except ImportError:  # no onnx package: the builder's own checks apply

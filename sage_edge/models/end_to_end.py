@@ -38,11 +38,14 @@ class EndToEndFusion(nn.Module):
         # Cast before anything else: TensorRT's ONNX parser accepts uint8 only on graph inputs that feed a
         # Cast directly (onnx-tensorrt 8.6-GA onward, ModelImporter.cpp, "TensorRT does not support UINT8
         # types for intermediate tensors"), so the uint8 inputs must not meet a Transpose first.
-        # Then whole N x 1 x H x W planes (Split + Squeeze/Unsqueeze, no Transpose): element-wise kernels are
+        # Then whole N x 1 x H x W planes (Slice + Squeeze/Unsqueeze, no Transpose): element-wise kernels are
         # fast on them, and ONNX Runtime's transpose optimizer has no Transpose to push into the colour maths
         # (it used to, leaving N x H x W x 1 tensors on its slow per-element broadcast path).
         ir_levels = _plane(ir.float())
-        b, g, r = (_plane(c) for c in vis.float().split(1, dim=3))
+        # Slices, not a Split: ModelOpt writes opset 19, and onnx's version converter has no Split 18 -> 17
+        # adapter to bring its Q/DQ models back to the opset 17 that TensorRT 8.5/8.6 parse.
+        vis_levels = vis.float()
+        b, g, r = (_plane(vis_levels[..., c:c + 1]) for c in range(3))
         y, cr, cb = colour.luma_chroma_planes(b, g, r, floor=torch.floor)
         offsets = colour.chroma_offsets(cr, cb)
         fused_y = self.student(colour.to_unit(y), colour.to_unit(ir_levels))[0]
