@@ -19,7 +19,7 @@ from sage_edge.runtime.sources import ArraySource
 
 
 def read_parts(sock_file, count):
-    """Read ``count`` JPEG parts from a multipart MJPEG response (after the HTTP headers)."""
+    """Read ``count`` JPEG parts from a multipart MJPEG response (its status line and headers first)."""
     status = sock_file.readline()
     assert b"200" in status
     headers = {}
@@ -27,6 +27,11 @@ def read_parts(sock_file, count):
         key, _, value = line.decode().partition(":")
         headers[key.lower()] = value.strip()
     assert headers["content-type"] == f"multipart/x-mixed-replace; boundary={BOUNDARY}"
+    return read_parts_more(sock_file, count)
+
+
+def read_parts_more(sock_file, count):
+    """``count`` more JPEG parts from a stream whose HTTP headers were already read."""
     images = []
     while len(images) < count:
         line = sock_file.readline()
@@ -555,21 +560,3 @@ def connect_with(port, authorization):
     sock = socket.create_connection(("127.0.0.1", port), timeout=10)
     sock.sendall(f"GET /stream HTTP/1.1\r\nAuthorization: {authorization}\r\n\r\n".encode())
     return sock
-
-
-def read_parts_more(sock_file, count):
-    """``count`` more JPEG parts from a stream whose HTTP headers were already read."""
-    images = []
-    while len(images) < count:
-        line = sock_file.readline()
-        if not line:
-            break
-        if line.strip() != f"--{BOUNDARY}".encode():
-            continue
-        part = {}
-        while (line := sock_file.readline()) not in (b"\r\n", b""):
-            key, _, value = line.decode().partition(":")
-            part[key.lower()] = value.strip()
-        images.append(cv2.imdecode(np.frombuffer(sock_file.read(int(part["content-length"])), np.uint8),
-                                   cv2.IMREAD_COLOR))
-    return [image for image in images if image is not None]
