@@ -10,7 +10,7 @@ So the default (``threads=0`` for every CPU backend) is, in order:
 
 1. ``SAGE_EDGE_THREADS`` when set (an integer >= 1);
 2. the thread count ``sage-edge bench --threads 1 --threads 2 --threads 0`` measured fastest on this
-   machine (CPU model and core count) for that backend, saved in the cache (``threads.json``);
+   machine (CPU model and core count) for that backend, saved in the cache (``cpu-tuning.json``);
 3. otherwise every usable core, unless the machine is already busy (1-minute load average at or above
    the number of usable cores), where 1 thread is used.
 
