@@ -15,9 +15,9 @@ both). What the two cameras do share is *where the edges are and which way they 
    constant value (black padding around a warped image, a clipped sky) carry no data and are zeroed with
    a 3-pixel band, so their border is not taken for a scene edge.
 2. **Coarse search** on a pyramid level about ``coarse_width`` pixels wide: for each hypothesis of the IR
-   footprint's scale, the IR map is placed centred on the visible map; patches of it search the visible
-   map for their best normalised correlation within ``search`` x width; RANSAC fits a similarity to
-   those votes. The hypothesis with the most consistent votes wins.
+   footprint's scale and rotation, the IR map is placed centred on the visible map and correlated with
+   it at every shift within ``search`` x width (``cv2.matchTemplate``: the whole frame's structure votes
+   at once). The best (scale, rotation, shift) starts the refinement.
 3. **Refinement, coarse to fine**: at each level the IR map is warped by the current homography, every
    structured patch finds its sub-pixel shift against the visible map (``cv2.matchTemplate``, parabola
    peak), and a correction homography is fitted to all shifts by Gauss-Newton with a Huber loss
@@ -60,6 +60,7 @@ class AutoRegistrationConfig:
     max_width: int = 800  # finest level used: frames wider than this are refined at half size (or less)
     footprint_ratios: tuple[float, ...] = DEFAULT_FOOTPRINT_RATIOS  # IR footprint width / visible width
     search: float = 0.15  # coarse search radius, as a fraction of the visible width
+    coarse_angles: tuple[float, ...] = tuple(range(-8, 9, 2))  # rotations tried by the coarse search, degrees
     coarse_patch: int = 24
     patch: int = 32  # patch side at the finest level (24 in between)
     final_step: int = 24  # patch grid step at the finest level (half a patch in between)
@@ -177,7 +178,10 @@ def _prepare(ir: np.ndarray, vis: np.ndarray, config: AutoRegistrationConfig) ->
     while vis_grey.shape[1] / 2 ** base > config.max_width:
         base += 1
     levels = base
-    while vis_grey.shape[1] / 2 ** (levels + 1) >= config.coarse_width and ir_grey.shape[1] / 2 ** (levels + 1) >= 32:
+    # coarsest level: about coarse_width wide, but at least half that high (wide frames keep their rows)
+    while (vis_grey.shape[1] / 2 ** (levels + 1) >= config.coarse_width
+           and vis_grey.shape[0] / 2 ** (levels + 1) >= config.coarse_width / 2
+           and min(ir_grey.shape) / 2 ** (levels + 1) >= 32):
         levels += 1
     ir_pyr, vis_pyr = [ir_grey], [vis_grey]
     for _ in range(levels):
@@ -369,43 +373,68 @@ def fit_correction(src: np.ndarray, dst: np.ndarray, weights: np.ndarray, size: 
 # --------------------------------------------------------------------------------------------- stages
 
 
-def _coarse_votes(ir_map: np.ndarray, vis_map: np.ndarray, start: np.ndarray, patch: int, radius: int
-                  ) -> tuple[np.ndarray, float]:
-    """Patches vote for their shift within ``radius``; RANSAC fits a similarity. Returns (homography, score)."""
+def rotate_orientation(maps: np.ndarray, degrees: float) -> np.ndarray:
+    """The orientation map of an image turned by ``degrees``: double-angle vectors turn by twice that."""
+    c, s = np.cos(np.radians(2.0 * degrees)), np.sin(np.radians(2.0 * degrees))
+    a, b = maps[..., 0], maps[..., 1]
+    return np.stack([c * a - s * b, s * a + c * b], axis=-1).astype(np.float32)
+
+
+def _turn_about_centre(degrees: float, size: tuple[int, int]) -> np.ndarray:
+    c, s = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    cx, cy = (size[0] - 1) / 2.0, (size[1] - 1) / 2.0
+    return np.array([[c, -s, cx - c * cx + s * cy], [s, c, cy - s * cx - c * cy], [0.0, 0.0, 1.0]])
+
+
+def _shift_scores(ir_map: np.ndarray, padded: np.ndarray, padded_energy: np.ndarray, start: np.ndarray,
+                  radius: int) -> np.ndarray:
+    """Normalised correlation of the whole IR map (placed by ``start``) with the visible map (``padded``
+    by ``radius`` zeros; ``padded_energy`` its squared length per pixel), for every shift within
+    ``radius`` pixels: a (2 radius + 1)^2 array, shift (0, 0) in the middle.
+
+    The visible energy under the footprint is floored at its mean over the shifts, so a footprint
+    pushed mostly off the frame (onto zero padding) does not score high on little evidence.
+    """
     import cv2
 
-    warped, valid = _warp(ir_map, start, vis_map.shape)
-    src, dst, scores = match_patches(warped, valid, vis_map, patch, radius, 0.1 * structure_energy(vis_map),
-                                     subpixel=False, step=patch)
-    if len(src) < 4:
-        return start, 0.0
-    affine, inliers = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC, ransacReprojThreshold=1.5,
-                                                  maxIters=4000, confidence=0.999, refineIters=10)
-    if affine is None:
-        return start, 0.0
-    inliers = inliers.ravel().astype(bool)
-    return np.vstack([affine, [0.0, 0.0, 1.0]]) @ start, float(scores[inliers].sum())
+    shape = (padded.shape[0] - 2 * radius, padded.shape[1] - 2 * radius)
+    warped, valid = _warp(ir_map, start, shape)
+    correlation = cv2.matchTemplate(padded, warped, cv2.TM_CCORR)
+    under = cv2.matchTemplate(padded_energy, (valid > 0).astype(np.float32), cv2.TM_CCORR)
+    under = np.maximum(under, under.mean())
+    return correlation / np.sqrt(float(np.vdot(warped, warped)) * under + 1e-12)
 
 
 def _coarse_search(frames: Sequence[_Frames], config: AutoRegistrationConfig, scales: Sequence[float]
                    ) -> np.ndarray:
-    """The best similarity over the footprint hypotheses, on the coarsest level, pooled over the pairs."""
+    """The best similarity over footprint scales x rotations x shifts, on the coarsest level.
+
+    For each (scale, rotation) the IR map is placed centred on the visible map and correlated with it
+    at every shift within ``search`` x width at once (``cv2.matchTemplate``; all the structure of the
+    frame votes, which a sparse scene needs). With several pairs the correlation surfaces are summed.
+    """
+    import cv2
+
     level = len(frames[0].vis_maps) - 1
     factor = frames[0].base_factor * 2 ** level
-    best, best_score = None, -1.0
+    vis_shape = frames[0].vis_maps[level].shape
+    vis_size = (vis_shape[1], vis_shape[0])
+    ir_size = (frames[0].ir_maps[level].shape[1], frames[0].ir_maps[level].shape[0])
+    radius = max(4, int(round(config.search * vis_size[0])))
+    padded = [cv2.copyMakeBorder(f.vis_maps[level], radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0)
+              for f in frames]
+    energy = [(p * p).sum(axis=-1) for p in padded]
+    best, best_score = np.eye(3), -np.inf
     for scale in scales:
-        for reference in frames:
-            ir_map, vis_map = reference.ir_maps[level], reference.vis_maps[level]
-            radius = max(4, int(round(config.search * vis_map.shape[1])))
-            start = centred_similarity(scale, (ir_map.shape[1], ir_map.shape[0]), (vis_map.shape[1], vis_map.shape[0]))
-            matrix, _ = _coarse_votes(ir_map, vis_map, start, config.coarse_patch, radius)
-            matrix, score = _coarse_votes(ir_map, vis_map, matrix, config.coarse_patch, max(4, radius // 4))
-            if len(frames) > 1:  # with several pairs a hypothesis is judged on all of them
-                score = sum(_coarse_votes(f.ir_maps[level], f.vis_maps[level], matrix, config.coarse_patch, 4)[1]
-                            for f in frames)
-            if score > best_score:
-                best, best_score = from_level(matrix, factor), score
-    return best  # type: ignore[return-value]
+        for degrees in config.coarse_angles:
+            start = _turn_about_centre(degrees, vis_size) @ centred_similarity(scale, ir_size, vis_size)
+            total = sum(_shift_scores(rotate_orientation(f.ir_maps[level], degrees), p, e, start, radius)
+                        for f, p, e in zip(frames, padded, energy))
+            y, x = np.unravel_index(int(np.argmax(total)), total.shape)
+            if total[y, x] > best_score:
+                shift = np.array([[1.0, 0.0, x - radius], [0.0, 1.0, y - radius], [0.0, 0.0, 1.0]])
+                best, best_score = shift @ start, float(total[y, x])
+    return from_level(best, factor)
 
 
 def _refine(frames: Sequence[_Frames], matrix: np.ndarray, config: AutoRegistrationConfig, top_level: int
