@@ -58,12 +58,16 @@ def load_pair(ir_path: Path, vis_path: Path, resize: bool):
 @backend_option
 @click.option("--resize", is_flag=True, help="Resize IR to the visible size instead of failing on a mismatch.")
 @click.option("--ext", default=".png", show_default=True, help="Output extension for directory outputs.")
+@click.option("--homography", type=click.Path(path_type=Path),
+              help="IR->visible homography JSON from `sage-edge calibrate` (a rig's pairs): IR is warped onto the "
+                   "visible image and both are cropped to the common field, as `run --homography`.")
+@click.option("--no-crop", is_flag=True, help="With --homography: keep the whole visible image (no crop).")
 @click.option("--register", "register", type=click.Choice(["none", "auto"]), default="none", show_default=True,
               help="auto: refine each pair's alignment (IR warped onto the visible image) and print the correction.")
 @click.option("--register-range", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True,
               help="--register auto: largest correction searched, as a fraction of the image width.")
 def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, resize: bool, ext: str,
-         register: str, register_range: float) -> None:
+         homography: Path | None, no_crop: bool, register: str, register_range: float) -> None:
     """Fuse an IR/visible pair, or directories of pairs matched by file stem.
 
     IR and VIS are two image files, two directories (ir/ and vis/, or SAGE's Ir/ and Vis/),
@@ -80,13 +84,20 @@ def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, res
         ext = ext if ext.startswith(".") else f".{ext}"
         targets = [output / f"{pair.stem}{ext}" for pair in pairs]
         check_writable_extension(targets[0])
+    registration = None
+    if homography is not None:
+        from sage_edge.runtime.registration import Registration, load_homography
+
+        registration = Registration(load_homography(homography), crop=not no_crop)
     model_path = resolve_model_for_backend(model, backend)
     with open_backend(model_path, backend) as engine:
         fuser = Fuser(engine)
         from tqdm import tqdm
 
         for pair, target in tqdm(list(zip(pairs, targets)), desc="fuse", unit="pair", disable=single):
-            ir_image, vis_image = load_pair(pair.ir, pair.vis, resize and register == "none")
+            ir_image, vis_image = load_pair(pair.ir, pair.vis, resize and register == "none" and registration is None)
+            if registration is not None:
+                ir_image, vis_image = registration(ir_image, vis_image)
             if register == "auto":
                 if ir_image.shape[:2] != vis_image.shape[:2] and not resize:
                     raise SageEdgeError(f"{pair.ir.name}: IR is {ir_image.shape[1]}x{ir_image.shape[0]} but visible is "
