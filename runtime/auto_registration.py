@@ -146,9 +146,14 @@ def structure_map(grey: np.ndarray) -> np.ndarray:
     return cv2.GaussianBlur(orientation, (0, 0), 1.0)
 
 
+def dot(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Per-pixel dot product of two H x W x 2 maps (numpy's sum over a last axis of 2 is slow)."""
+    return a[..., 0] * b[..., 0] + a[..., 1] * b[..., 1]
+
+
 def structure_energy(maps: np.ndarray) -> float:
     """RMS length of the orientation vectors: ~0 for a flat frame, ~0.3-0.5 for a structured one."""
-    return float(np.sqrt((maps * maps).sum(axis=-1).mean()))
+    return float(np.sqrt(dot(maps, maps).mean()))
 
 
 @dataclass
@@ -286,7 +291,7 @@ def match_patches(warped: np.ndarray, valid: np.ndarray, vis_map: np.ndarray, pa
     h, w = vis_map.shape[:2]
     step = step or max(1, patch // 2)
     # per-patch energy and coverage from box filters, so the loop below only visits useful patches
-    power = cv2.boxFilter((warped * warped).sum(axis=-1), cv2.CV_32F, (patch, patch), anchor=(0, 0),
+    power = cv2.boxFilter(dot(warped, warped), cv2.CV_32F, (patch, patch), anchor=(0, 0),
                           normalize=True, borderType=cv2.BORDER_CONSTANT)
     cover = cv2.boxFilter((valid > 0).astype(np.float32), cv2.CV_32F, (patch, patch), anchor=(0, 0),
                           normalize=True, borderType=cv2.BORDER_CONSTANT)
@@ -417,19 +422,24 @@ def _coarse_search(frames: Sequence[_Frames], config: AutoRegistrationConfig, sc
 
     level = len(frames[0].vis_maps) - 1
     factor = frames[0].base_factor * 2 ** level
-    vis_shape = frames[0].vis_maps[level].shape
-    vis_size = (vis_shape[1], vis_shape[0])
-    ir_size = (frames[0].ir_maps[level].shape[1], frames[0].ir_maps[level].shape[0])
+    ir_maps = [f.ir_maps[level] for f in frames]
+    vis_maps = [f.vis_maps[level] for f in frames]
+    while vis_maps[0].shape[1] >= 1.5 * config.coarse_width and min(ir_maps[0].shape[:2]) >= 64:
+        # the pyramid keeps more rows for wide frames; the search needs no more than ~coarse_width
+        ir_maps = [cv2.pyrDown(m) for m in ir_maps]
+        vis_maps = [cv2.pyrDown(m) for m in vis_maps]
+        factor *= 2
+    vis_size = (vis_maps[0].shape[1], vis_maps[0].shape[0])
+    ir_size = (ir_maps[0].shape[1], ir_maps[0].shape[0])
     radius = max(4, int(round(config.search * vis_size[0])))
-    padded = [cv2.copyMakeBorder(f.vis_maps[level], radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0)
-              for f in frames]
-    energy = [(p * p).sum(axis=-1) for p in padded]
+    padded = [cv2.copyMakeBorder(m, radius, radius, radius, radius, cv2.BORDER_CONSTANT, value=0) for m in vis_maps]
+    energy = [dot(p, p) for p in padded]
     best, best_score = np.eye(3), -np.inf
     for scale in scales:
         for degrees in config.coarse_angles:
             start = _turn_about_centre(degrees, vis_size) @ centred_similarity(scale, ir_size, vis_size)
-            total = sum(_shift_scores(rotate_orientation(f.ir_maps[level], degrees), p, e, start, radius)
-                        for f, p, e in zip(frames, padded, energy))
+            total = sum(_shift_scores(rotate_orientation(m, degrees), p, e, start, radius)
+                        for m, p, e in zip(ir_maps, padded, energy))
             y, x = np.unravel_index(int(np.argmax(total)), total.shape)
             if total[y, x] > best_score:
                 shift = np.array([[1.0, 0.0, x - radius], [0.0, 1.0, y - radius], [0.0, 0.0, 1.0]])
@@ -513,17 +523,17 @@ def alignment_score(frames: Sequence[_Frames], matrix: np.ndarray, patch: int = 
             return cv2.boxFilter(image, cv2.CV_32F, (patch, patch), anchor=(0, 0), normalize=True,
                                  borderType=cv2.BORDER_CONSTANT)
 
-        cross = mean((warped * vis_map).sum(axis=-1))
+        cross = mean(dot(warped, vis_map))
         mean_a, mean_b = mean(warped), mean(vis_map)
-        var_a = mean((warped * warped).sum(axis=-1)) - (mean_a * mean_a).sum(axis=-1)
-        var_b = mean((vis_map * vis_map).sum(axis=-1)) - (mean_b * mean_b).sum(axis=-1)
+        var_a = mean(dot(warped, warped)) - dot(mean_a, mean_a)
+        var_b = mean(dot(vis_map, vis_map)) - dot(mean_b, mean_b)
         cover = mean((valid > 0).astype(np.float32))
         h, w = vis_map.shape[:2]
         ys, xs = np.meshgrid(np.arange(0, h - patch + 1, patch // 2), np.arange(0, w - patch + 1, patch // 2),
                              indexing="ij")
         energy_floor = (0.1 * structure_energy(vis_map)) ** 2
         keep = (cover[ys, xs] > 0.999) & (var_a[ys, xs] > energy_floor) & (var_b[ys, xs] > energy_floor)
-        ncc = (cross - (mean_a * mean_b).sum(axis=-1)) / np.sqrt(np.maximum(var_a * var_b, 1e-12))
+        ncc = (cross - dot(mean_a, mean_b)) / np.sqrt(np.maximum(var_a * var_b, 1e-12))
         scores.extend(ncc[ys, xs][keep].tolist())
     return float(np.mean(scores)) if scores else 0.0
 
