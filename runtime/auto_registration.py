@@ -74,6 +74,10 @@ class AutoRegistrationConfig:
     check_radius: int = 12  # confidence: blind search radius at the confirmation level
     confirm_px: float = 2.0  # ... and how close a blind match must land to confirm
     min_confidence: float = 0.15  # refuse below this fraction of confirming patches
+    # ... and warn below this: on the shared real pairs, estimates under 0.25 missed the pair's own
+    # registration by a median 7 px, 5 of 12 by more than 10 px (0.25 to 0.5: median 2.6 px; see
+    # benchmarks/RESULTS.md)
+    low_confidence: float = 0.25
     min_confirmed: int = 12  # ... or fewer confirming patches than this
     min_overlap: float = 0.2  # refuse when IR covers less than this fraction of the visible frame
 
@@ -94,6 +98,14 @@ class Estimate:
     pairs: int = 1  # frame pairs used
     agreement_px: float | None = None  # largest corner spread of the per-pair estimates (several pairs)
     per_pair_confidence: list = field(default_factory=list)
+
+    def warning(self, config: AutoRegistrationConfig | None = None) -> str | None:
+        """One line when the confidence is low enough that the estimate may be pixels off, else None."""
+        threshold = (config or AutoRegistrationConfig()).low_confidence
+        if self.confidence >= threshold:
+            return None
+        return (f"warning: low confidence ({self.confidence:.2f} < {threshold:.2f}): estimates this weak are often "
+                "several pixels off; check the preview, add frame pairs of other scenes, or calibrate by points")
 
     def summary(self) -> str:
         text = (f"confidence {self.confidence:.2f} ({self.confirmed}/{self.patches} patches confirm within "

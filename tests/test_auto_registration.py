@@ -127,6 +127,18 @@ def test_refuses_flat_unrelated_and_non_overlapping_frames(shared_pairs):
     assert issubclass(RegistrationRefused, SageEdgeError)
 
 
+def test_low_confidence_estimates_carry_a_warning():
+    from sage_edge.runtime.auto_registration import AutoRegistrationConfig, Estimate
+
+    def estimate(confidence: float) -> Estimate:
+        return Estimate(np.eye(3), (64, 48), (64, 48), confidence, 20, 80, 0.5, 1.0)
+
+    threshold = AutoRegistrationConfig().low_confidence
+    assert estimate(threshold).warning() is None
+    line = estimate(threshold - 0.05).warning()
+    assert line is not None and line.startswith("warning: low confidence") and "\n" not in line
+
+
 # --------------------------------------------------------------------------------------------- CLI
 
 
@@ -145,7 +157,7 @@ def test_calibrate_auto_at_different_sizes_writes_what_run_and_fuse_read(tmp_pat
     result = run_cli("calibrate", "--auto", "--ir", ir_path, "--vis", vis_path, "--preview-layout", "checkerboard",
                      "-o", tmp_path / "H.json")  # no --hfov: the default footprint search (42 % to 119 % of the width)
     assert result.returncode == 0, result.stderr
-    assert "confidence" in result.stdout
+    assert "confidence" in result.stdout and "warning" not in result.stdout
     assert cv2.imread(str(tmp_path / "H_preview.png")).shape[:2] == (720, 1280)
     homography = load_homography(tmp_path / "H.json")
     assert homography.ir_size == (640, 512) and homography.output_size == (1280, 720)

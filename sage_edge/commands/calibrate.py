@@ -213,6 +213,9 @@ def calibrate(ir_specs: tuple[str, ...], vis_specs: tuple[str, ...], points: Pat
         ir, vis = pairs[0]
         messages.append(f"automatic registration from {len(pairs)} frame pair{'s' if len(pairs) > 1 else ''}: "
                         f"{estimate.summary()}")
+        warning = estimate.warning()
+        if warning is not None:
+            messages.append(warning)
     else:
         ir, vis = read_ir(ir_specs[0]), read_visible(vis_specs[0])
         ir_pts, vis_pts = pick_points(ir, vis) if interactive else load_points(points)  # type: ignore[arg-type]
