@@ -45,7 +45,7 @@ from sage_edge.runtime.sources import RECONNECT_TIMEOUT_S, Frame, Source, Source
 from sage_edge.thermal import ThermalNormaliser
 
 STAGES = ("capture_wait", "pairing_skew", "preprocess", "inference", "postprocess", "output", "latency")
-LAYOUTS = ("fused", "side-by-side")
+LAYOUTS = ("fused", "side-by-side", "checkerboard")
 STALL_S = 1.0
 _END = object()
 _EMPTY = object()
@@ -223,7 +223,8 @@ class Preprocessor:
                                 f"{raw.shape}; use --ir-format auto or gray8")
         return as_ir(raw)
 
-    def __call__(self, ir_raw: np.ndarray, vis_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def normalise(self, ir_raw: np.ndarray, vis_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Decoded frames -> IR uint8 and visible at ``vis_size``, before registration."""
         import cv2
 
         if not self._checked_order:  # the first pair tells whether --ir and --vis were given the wrong way round
@@ -232,16 +233,26 @@ class Preprocessor:
         vis = as_visible(vis_raw)
         if self.vis_size is not None and (vis.shape[1], vis.shape[0]) != self.vis_size:
             vis = cv2.resize(vis, self.vis_size, interpolation=cv2.INTER_AREA)
-        ir = self.ir(ir_raw)
-        if self.registration is not None:
-            ir, vis = self.registration(ir, vis)
-        elif ir.shape[:2] != vis.shape[:2]:
+        return self.ir(ir_raw), vis
+
+    def register(self, ir: np.ndarray, vis: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """IR warped onto the visible frame (and both cropped), or resized to it without a registration."""
+        import cv2
+
+        registration = self.registration  # one read: a drift update swaps the whole object
+        if registration is not None:
+            return registration(ir, vis)
+        if ir.shape[:2] != vis.shape[:2]:
             ir = cv2.resize(ir, (vis.shape[1], vis.shape[0]), interpolation=cv2.INTER_LINEAR)
         return ir, vis
 
+    def __call__(self, ir_raw: np.ndarray, vis_raw: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        return self.register(*self.normalise(ir_raw, vis_raw))
+
 
 def compose(layout: str, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> np.ndarray:
-    """The output frame: the fused image, or IR | visible | fused side by side."""
+    """The output frame: the fused image, IR | visible | fused side by side, or a checkerboard of the
+    registered IR and visible frames (``checkerboard``: edges crossing tile borders show misregistration)."""
     if layout == "fused":
         return fused
     import cv2
@@ -249,6 +260,10 @@ def compose(layout: str, ir: np.ndarray, vis: np.ndarray, fused: np.ndarray) -> 
     def bgr(image: np.ndarray) -> np.ndarray:
         return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
 
+    if layout == "checkerboard":
+        from sage_edge.runtime.registration import checkerboard
+
+        return checkerboard(ir, vis)
     return np.hstack([bgr(ir), bgr(vis), bgr(fused)])
 
 
@@ -314,6 +329,8 @@ class Pipeline:
         http: HttpSettings | None = None,
         reconnect_timeout: float = RECONNECT_TIMEOUT_S,
         rtsp_credentials: Credentials | None = None,
+        register: str | None = None,
+        register_interval: float = 5.0,
     ) -> None:
         if layout not in LAYOUTS:
             raise SageEdgeError(f"unknown layout '{layout}'; choose from {', '.join(LAYOUTS)}")
@@ -341,6 +358,19 @@ class Pipeline:
         self.live = any(s.live for s in self.sources)
         if isinstance(homography, (str, bytes)) or hasattr(homography, "__fspath__"):
             homography = load_homography(homography)  # type: ignore[arg-type]
+        if register not in (None, "auto"):
+            raise SageEdgeError(f"unknown registration mode '{register}'; use auto")
+        if register == "auto" and register_interval <= 0:
+            raise SageEdgeError("--register-interval must be positive")
+        # --register auto: the worker estimates the homography (from --homography, if given, as a start)
+        # on the first frames and tracks drift; see runtime.registration_tracker
+        self.auto_register = None
+        if register == "auto":
+            from sage_edge.runtime.registration_tracker import AutoRegister
+
+            self.auto_register = AutoRegister(homography, crop=crop, interval_s=register_interval,
+                                              live=any(s.live for s in self.sources), log=self.log)
+            homography = None
         registration = Registration(homography, crop=crop) if homography is not None else None
         self.preprocess = Preprocessor(ir_format, smoothing, registration, vis_size)
         self.layout, self.overlay = layout, overlay
@@ -534,7 +564,12 @@ class Pipeline:
                     self.timings.add("capture_wait", (t1 - t0) * 1000)
                 first = False
                 self.timings.add("pairing_skew", pair.skew * 1000)
-                ir, vis = self.preprocess(pair.ir.image, pair.vis.image)
+                ir, vis = self.preprocess.normalise(pair.ir.image, pair.vis.image)
+                if self.auto_register is not None:
+                    if not self.auto_register(ir, vis, pair.vis.timestamp):
+                        continue  # no registration found yet (first frames only)
+                    self.preprocess.registration = self.auto_register.registration
+                ir, vis = self.preprocess.register(ir, vis)
                 t2 = perf()
                 fused = fuser.fuse(ir, vis)
                 t3 = perf()
@@ -556,6 +591,8 @@ class Pipeline:
         finally:
             try:
                 engine.close()
+                if self.auto_register is not None:
+                    self.auto_register.close()
             finally:
                 self._work.close()
 

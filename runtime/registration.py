@@ -194,3 +194,44 @@ def overlay_preview(ir: np.ndarray, vis: np.ndarray, matrix: np.ndarray) -> np.n
     contours, _ = cv2.findContours(footprint, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
     cv2.drawContours(out, contours, -1, (0, 255, 0), 1)
     return out
+
+
+def checkerboard(ir: np.ndarray, vis: np.ndarray, tiles: int = 8) -> np.ndarray:
+    """Registered IR and visible frames (same size) in alternating tiles, BGR: an edge that runs across
+    a tile border unbroken is registered there; a jog at the border is the misregistration, in pixels."""
+    import cv2
+
+    def bgr(image: np.ndarray) -> np.ndarray:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2BGR) if image.ndim == 2 else image
+
+    if ir.shape[:2] != vis.shape[:2]:
+        raise SageEdgeError(f"checkerboard needs frames of one size, got {ir.shape[:2]} and {vis.shape[:2]}")
+    h, w = vis.shape[:2]
+    side = max(8, max(h, w) // tiles)
+    ys, xs = np.mgrid[0:h, 0:w]
+    use_ir = ((ys // side + xs // side) % 2 == 0)[..., None]
+    return np.where(use_ir, bgr(ir), bgr(vis))
+
+
+def describe_correction(matrix: np.ndarray, size: tuple[int, int]) -> dict:
+    """A homography near identity on a frame of ``size`` (W, H) in words: shift of the centre (px),
+    rotation (degrees) and scale there, and the largest movement of a frame corner (px)."""
+    w, h = size
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    corners = np.array([[0.0, 0.0], [w - 1.0, 0.0], [w - 1.0, h - 1.0], [0.0, h - 1.0]])
+
+    def apply(points: np.ndarray) -> np.ndarray:
+        p = np.c_[points, np.ones(len(points))] @ matrix.T
+        return p[:, :2] / p[:, 2:3]
+
+    # the affine part at the centre, from two small steps
+    c0 = apply(centre[None])[0]
+    jx = (apply((centre + (1.0, 0.0))[None])[0] - c0)
+    jy = (apply((centre + (0.0, 1.0))[None])[0] - c0)
+    jacobian = np.stack([jx, jy], axis=1)
+    return {
+        "shift_px": (float(c0[0] - centre[0]), float(c0[1] - centre[1])),
+        "rotation_deg": float(np.degrees(np.arctan2(jacobian[1, 0] - jacobian[0, 1], jacobian[0, 0] + jacobian[1, 1]))),
+        "scale": float(np.sqrt(abs(np.linalg.det(jacobian)))),
+        "corner_shift_px": float(np.linalg.norm(apply(corners) - corners, axis=1).max()),
+    }

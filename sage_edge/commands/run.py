@@ -64,6 +64,11 @@ def rtsp_credentials_from_file(outputs: tuple[str, ...], path: Path | None):
 @click.option("--homography", type=click.Path(path_type=Path),
               help="IR->visible homography JSON from `sage-edge calibrate`; IR is warped onto the visible frame.")
 @click.option("--no-crop", is_flag=True, help="With --homography: keep the whole visible frame (no crop to the common field).")
+@click.option("--register", type=click.Choice(["auto"]),
+              help="auto: find the homography from the first frames (starting from --homography if given) and "
+                   "re-check it in the background for drift.")
+@click.option("--register-interval", type=click.FloatRange(min=0.0, min_open=True), default=5.0, show_default=True,
+              metavar="S", help="--register auto: seconds of frame time between drift re-checks.")
 @click.option("--max-skew-ms", type=float, help="Pairing window in ms [default: half the slower source's frame period].")
 @click.option("--ir-format", type=click.Choice(["auto", "gray8", "y16"]), default="auto", show_default=True,
               help="IR pixel format; y16 asks a V4L2 camera for 16-bit raw frames (percentile stretch, smoothed).")
@@ -71,8 +76,9 @@ def rtsp_credentials_from_file(outputs: tuple[str, ...], path: Path | None):
               help="16-bit IR: weight kept from the previous frame's stretch bounds (0 = none, no flicker control).")
 @click.option("--frames", type=click.IntRange(min=1), help="Stop after N fused frames.")
 @click.option("--duration", type=click.FloatRange(min=0.0, min_open=True), help="Stop after S seconds.")
-@click.option("--layout", type=click.Choice(["fused", "side-by-side"]), default="fused", show_default=True,
-              help="Output the fused image, or IR | visible | fused.")
+@click.option("--layout", type=click.Choice(["fused", "side-by-side", "checkerboard"]), default="fused",
+              show_default=True, help="Output the fused image, IR | visible | fused, or a checkerboard of the "
+                                      "registered IR and visible frames (to check the registration).")
 @click.option("--overlay", is_flag=True, help="Draw FPS and latency on the output.")
 @click.option("--loop", is_flag=True, help="Loop file sources forever (until Ctrl-C, --frames or --duration).")
 @click.option("--vis-size", metavar="WxH",
@@ -93,7 +99,7 @@ def rtsp_credentials_from_file(outputs: tuple[str, ...], path: Path | None):
               help="rtsp:// outputs ask every viewer for USER:PASSWORD, read from FILE's first line (kept out of the "
                    "process list) [or env SAGE_EDGE_RTSP_CREDENTIALS].")
 def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str, ...], homography: Path | None,
-        no_crop: bool, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
+        no_crop: bool, register: str | None, register_interval: float, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
         duration: float | None, layout: str, overlay: bool, loop: bool, vis_size: str | None,
         vis_fps: float | None, ir_fps: float | None, quiet: bool, http_credentials: Path | None,
         http_max_viewers: int, reconnect_timeout: float, rtsp_credentials: Path | None) -> None:
@@ -117,7 +123,8 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
         crop=not no_crop, max_skew_ms=max_skew_ms, ir_format=ir_format, frames=frames, duration=duration,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
         smoothing=smoothing, log=log, ir_fps=ir_fps, status_interval_s=None if quiet else STATUS_INTERVAL_S,
-        http=http, reconnect_timeout=reconnect_timeout, rtsp_credentials=rtsp_auth,
+        http=http, reconnect_timeout=reconnect_timeout, rtsp_credentials=rtsp_auth, register=register,
+        register_interval=register_interval,
     )
     if not outputs:
         click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",
