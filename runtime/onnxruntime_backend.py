@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sage_edge.errors import SageEdgeError
+from sage_edge.io_contract import BORDER_PAD, BORDER_PAD_METADATA
 from sage_edge.runtime.backend import Backend, TensorSpec
 
 # ONNX Runtime's type strings -> numpy.
@@ -37,7 +38,10 @@ class OnnxRuntimeBackend(Backend):
         model_path: str | os.PathLike,
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
+        border_pad: int | None = None,
     ) -> None:
+        """``border_pad``: pixels mirrored around the image inside the graph; None keeps the model's own
+        (``sage_edge.io_contract``). Graphs exported by sage-edge take any amount; other graphs only their own."""
         import onnxruntime as ort
 
         self.model_path = Path(model_path)
@@ -53,6 +57,21 @@ class OnnxRuntimeBackend(Backend):
             raise SageEdgeError(f"{self.model_path}: not a loadable ONNX model ({first_line[:200]})") from None
         self._inputs = [self._spec(arg) for arg in self.session.get_inputs()]
         self._outputs = [self._spec(arg) for arg in self.session.get_outputs()]
+        self._extra_feed = self._border_pad_feed(border_pad)
+
+    def _border_pad_feed(self, border_pad: int | None) -> dict[str, np.ndarray]:
+        if border_pad is None:
+            return {}
+        if border_pad < 0:
+            raise SageEdgeError(f"--border-pad must be 0 or more, got {border_pad}")
+        if BORDER_PAD in {arg.name for arg in self.session.get_overridable_initializers()}:
+            return {BORDER_PAD: np.array([border_pad], np.int64)}
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        built = int(metadata.get(BORDER_PAD_METADATA, "0"))
+        if built != border_pad:
+            raise SageEdgeError(f"{self.model_path}: its border padding ({built}) is fixed in the graph; leave "
+                                f"--border-pad out, or re-export it with `sage-edge export --border-pad {border_pad}`")
+        return {}
 
     @staticmethod
     def _spec(arg: object) -> TensorSpec:
@@ -71,7 +90,7 @@ class OnnxRuntimeBackend(Backend):
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self._outputs]
-        return dict(zip(names, self.session.run(names, dict(feed))))
+        return dict(zip(names, self.session.run(names, {**feed, **self._extra_feed})))
 
     def describe(self) -> str:
         return f"onnxruntime {self._version()} ({', '.join(self.session.get_providers())})"

@@ -270,6 +270,7 @@ class Pipeline:
     thread), or ``model`` (a file path) opened with ``open_backend(model, backend)``. ``outputs``: URIs or
     ``Output`` objects. ``frames``/``duration``: stop after that many fused frames / seconds. ``max_skew_ms``:
     pairing window (default: half the slower source's period). ``log``: one-line messages (reconnects).
+    ``border_pad``: given to ``open_backend`` (None: the model's own border padding).
     """
 
     def __init__(
@@ -293,6 +294,7 @@ class Pipeline:
         vis_size: tuple[int, int] | None = None,
         vis_fps: float | None = None,
         smoothing: float = 0.8,
+        border_pad: int | None = None,
         queue_size: int = 2,
         log: Callable[[str], None] | None = None,
     ) -> None:
@@ -312,7 +314,7 @@ class Pipeline:
             if not Path(model).is_file():
                 raise SageEdgeError(f"{model}: no such model file")
             choose_backend(Path(model), backend)  # a model/backend mismatch fails now, before any output opens
-            backend_factory = lambda: open_backend(model, backend)  # noqa: E731
+            backend_factory = lambda: open_backend(model, backend, border_pad=border_pad)  # noqa: E731
         self.backend_factory = backend_factory
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.sources = [

@@ -14,6 +14,12 @@
     output   fused_y  1 x 1 x H x W  float32 fused Y in [-1, 1] (Tanh), used as Y in [0, 1]
 
 H and W are dynamic unless the model was exported with a static size.
+
+Both kinds exported by sage-edge also list ``border_pad`` (int64, shape [1]) as a graph input *with a
+default initializer* (the amount given to ``export --border-pad``; 0 turns the padding off): pixels
+mirrored on each side before the network and cropped after it (``sage_edge.models.border``). Runtimes
+need not feed it: ONNX Runtime lists it among the overridable initializers, not the inputs, and TensorRT
+builds it in as a constant. The exported amount is also in the model's metadata as ``sage_edge.border_pad``.
 """
 from __future__ import annotations
 
@@ -26,6 +32,10 @@ VIS = "vis"
 VIS_Y = "vis_y"
 FUSED = "fused"
 FUSED_Y = "fused_y"
+BORDER_PAD = "border_pad"
+BORDER_PAD_METADATA = "sage_edge.border_pad"
+# Pixels mirrored on each side by default (export, and the torch backend); see sage_edge.models.border.
+DEFAULT_BORDER_PAD = 16
 
 UINT8_INPUTS = (IR, VIS)
 UINT8_OUTPUTS = (FUSED, FUSED_Y)

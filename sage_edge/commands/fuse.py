@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 import cv2
 
-from sage_edge.commands.options import backend_option, model_option
+from sage_edge.commands.options import backend_option, border_pad_option, model_option
 from sage_edge.errors import SageEdgeError
 from sage_edge.imageio import check_writable_extension, read_ir, read_visible, write_image
 from sage_edge.pairs import resolve_pairs
@@ -30,9 +30,11 @@ def load_pair(ir_path: Path, vis_path: Path, resize: bool):
               help="Output image (.png/.jpg), or a directory when fusing directories.")
 @model_option
 @backend_option
+@border_pad_option
 @click.option("--resize", is_flag=True, help="Resize IR to the visible size instead of failing on a mismatch.")
 @click.option("--ext", default=".png", show_default=True, help="Output extension for directory outputs.")
-def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, resize: bool, ext: str) -> None:
+def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, border_pad: int | None, resize: bool,
+         ext: str) -> None:
     """Fuse an IR/visible pair, or directories of pairs matched by file stem.
 
     IR and VIS are two image files, two directories (ir/ and vis/, or SAGE's Ir/ and Vis/),
@@ -50,7 +52,7 @@ def fuse(ir: Path, vis: Path | None, output: Path, model: str, backend: str, res
         targets = [output / f"{pair.stem}{ext}" for pair in pairs]
         check_writable_extension(targets[0])
     model_path = resolve_model_for_backend(model, backend)
-    with open_backend(model_path, backend) as engine:
+    with open_backend(model_path, backend, border_pad=border_pad) as engine:
         fuser = Fuser(engine)
         from tqdm import tqdm
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from sage_edge.commands.options import border_pad_option
 from sage_edge.errors import SageEdgeError
 
 RUN_BACKENDS = ("auto", "tensorrt", "onnxruntime")
@@ -50,11 +51,12 @@ def resolve_run_model(model: str) -> Path:
 @click.option("--loop", is_flag=True, help="Loop file sources forever (until Ctrl-C, --frames or --duration).")
 @click.option("--vis-size", metavar="WxH", help="Visible camera resolution (csi/v4l2 request it; others are resized).")
 @click.option("--vis-fps", type=click.FloatRange(min=0.0, min_open=True), help="Visible camera frame rate (csi/v4l2; image sequences).")
+@border_pad_option
 @click.option("--quiet", "-q", is_flag=True, help="Print only the summary.")
 def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str, ...], homography: Path | None,
         no_crop: bool, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
         duration: float | None, layout: str, overlay: bool, loop: bool, vis_size: str | None,
-        vis_fps: float | None, quiet: bool) -> None:
+        vis_fps: float | None, border_pad: int | None, quiet: bool) -> None:
     """Fuse two live cameras (or files): pair frames by time, register, fuse, stream.
 
     Ctrl-C (SIGINT) or SIGTERM finishes the frame in flight, closes the outputs (videos stay playable),
@@ -70,7 +72,7 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
         ir_uri, vis_uri, model=str(model_path), backend=backend, outputs=outputs, homography=homography,
         crop=not no_crop, max_skew_ms=max_skew_ms, ir_format=ir_format, frames=frames, duration=duration,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
-        smoothing=smoothing, log=log,
+        smoothing=smoothing, border_pad=border_pad, log=log,
     )
     if not outputs:
         click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",
