@@ -34,7 +34,7 @@ from typing import Any, Callable
 
 from sage_edge.atomic import write_bytes_atomic
 from sage_edge.errors import SageEdgeError
-from sage_edge.io_contract import BORDER_PAD
+from sage_edge.io_contract import BORDER_PAD, BORDER_PAD_METADATA
 from sage_edge.runtime import engine_sidecar
 from sage_edge.runtime.tensorrt_api import check_supported, import_tensorrt, version_tuple
 
@@ -181,9 +181,10 @@ def _onnx_facts(path: Path) -> dict[str, Any] | None:
         "fp16": any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
         or any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
                for n in model.graph.node),
-        # the border padding TensorRT builds in: the border_pad initializer (no initializer: no padding)
+        # the border padding TensorRT builds in: the border_pad initializer, else the metadata, else unknown
         "border_pad": next((int(onnx.numpy_helper.to_array(t).reshape(-1)[0]) for t in model.graph.initializer
-                            if t.name == BORDER_PAD), 0),
+                            if t.name == BORDER_PAD),
+                           next((int(p.value) for p in model.metadata_props if p.key == BORDER_PAD_METADATA), None)),
     }
 
 

@@ -67,7 +67,11 @@ class OnnxRuntimeBackend(Backend):
         if BORDER_PAD in {arg.name for arg in self.session.get_overridable_initializers()}:
             return {BORDER_PAD: np.array([border_pad], np.int64)}
         metadata = self.session.get_modelmeta().custom_metadata_map
-        built = int(metadata.get(BORDER_PAD_METADATA, "0"))
+        if BORDER_PAD_METADATA not in metadata:
+            # e.g. a graph quantized or converted by a tool that folded the padding and dropped the metadata
+            raise SageEdgeError(f"{self.model_path}: the graph does not say which border padding it has; leave "
+                                f"--border-pad out, or re-export it with `sage-edge export --border-pad {border_pad}`")
+        built = int(metadata[BORDER_PAD_METADATA])
         if built != border_pad:
             raise SageEdgeError(f"{self.model_path}: its border padding ({built}) is fixed in the graph; leave "
                                 f"--border-pad out, or re-export it with `sage-edge export --border-pad {border_pad}`")

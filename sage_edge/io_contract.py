@@ -46,8 +46,11 @@ IO_KINDS = ("uint8", "float")
 
 
 def io_kind(input_names: Iterable[str], output_names: Iterable[str], model_name: str = "model") -> str:
-    """'uint8' or 'float' from a model's tensor names; a one-line error for anything else."""
-    inputs, outputs = set(input_names), set(output_names)
+    """'uint8' or 'float' from a model's tensor names; a one-line error for anything else.
+
+    ``border_pad`` is optional among the inputs (ONNX lists it with the graph inputs; runtimes need not feed it).
+    """
+    inputs, outputs = set(input_names) - {BORDER_PAD}, set(output_names)
     if inputs == set(UINT8_INPUTS) and set(UINT8_OUTPUTS) <= outputs:
         return "uint8"
     if inputs == set(FLOAT_INPUTS) and set(FLOAT_OUTPUTS) <= outputs:

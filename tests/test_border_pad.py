@@ -132,6 +132,13 @@ def test_graph_with_fixed_padding_refuses_another_amount(tmp_path, synthetic_pai
         Fuser(backend).fuse(*synthetic_pair)
     with pytest.raises(SageEdgeError, match="fixed in the graph.*export --border-pad 0"):
         open_backend(path, border_pad=0)
+    # a tool that folds the padding and drops the metadata (ModelOpt's quantizer does): unknown, so refused
+    del model.metadata_props[:]
+    onnx.save(model, str(path))
+    with open_backend(path) as backend:
+        Fuser(backend).fuse(*synthetic_pair)
+    with pytest.raises(SageEdgeError, match="does not say which border padding"):
+        open_backend(path, border_pad=DEFAULT_BORDER_PAD)
 
 
 def test_engine_border_pad_is_checked_against_its_sidecar():
