@@ -43,6 +43,7 @@ from typing import Any, Callable
 
 from sage_edge.atomic import write_bytes_atomic
 from sage_edge.errors import SageEdgeError
+from sage_edge.io_contract import BORDER_PAD, BORDER_PAD_METADATA
 from sage_edge.runtime import engine_sidecar
 from sage_edge.runtime.tensorrt_api import (check_supported, dla_unavailable_reason, import_tensorrt, shared_logger,
                                             version_tuple)
@@ -244,6 +245,10 @@ def _onnx_facts(path: Path) -> dict[str, Any] | None:
         "fp16": any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer)
         or any(n.op_type == "Cast" and any(a.name == "to" and a.i == onnx.TensorProto.FLOAT16 for a in n.attribute)
                for n in model.graph.node),
+        # the border padding TensorRT builds in: the border_pad initializer, else the metadata, else unknown
+        "border_pad": next((int(onnx.numpy_helper.to_array(t).reshape(-1)[0]) for t in model.graph.initializer
+                            if t.name == BORDER_PAD),
+                           next((int(p.value) for p in model.metadata_props if p.key == BORDER_PAD_METADATA), None)),
     }
 
 
@@ -692,6 +697,7 @@ class EngineBuilder:
             "gpu_fallback_layers": fallback,
             "version_compatible": o.version_compatible,
             "onnx": {"path": str(o.onnx), "sha256": onnx_sha},
+            "border_pad": facts["border_pad"] if facts else None,
             "options": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(o).items()},
             "command_flags": o.command_flags(),
             "build_seconds": round(seconds, 3),

@@ -28,6 +28,7 @@ import numpy as np
 
 from sage_edge.atomic import atomic_path
 from sage_edge.errors import SageEdgeError
+from sage_edge.export.border_pad_graph import border_pad_amount, set_border_pad_metadata, with_fixed_border_pad
 from sage_edge.export.opset import default_opset, downgrade_opset, max_output_difference
 from sage_edge.export.trt_compat import require_opset_supported, require_trt_compatible
 from sage_edge.pairs import ImagePair
@@ -80,9 +81,12 @@ def convert_model_fp16(model_path: str | os.PathLike, pairs: Sequence[ImagePair]
     with tempfile.TemporaryDirectory(prefix="sage-edge-fp16-") as scratch:
         reference = Path(scratch) / "reference.npz"
         np.savez(reference, **reference_inputs(kind, pairs, shape))
+        # AutoCast refuses a graph input that is also an initializer (the overridable border_pad)
+        source = Path(scratch) / "model.onnx"
+        onnx.save(with_fixed_border_pad(model), str(source))
         with _quiet_logs():
             converted = convert_to_mixed_precision(
-                str(model_path),
+                str(source),
                 low_precision_type="fp16",
                 keep_io_types=True,
                 nodes_to_exclude=excluded,
@@ -92,6 +96,7 @@ def convert_model_fp16(model_path: str | os.PathLike, pairs: Sequence[ImagePair]
                 # it when asked nothing too, but its docstring names 19 as the fp16 default.
                 opset=default_opset(model),
             )
+    set_border_pad_metadata(converted, border_pad_amount(model))
     return converted
 
 

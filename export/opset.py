@@ -24,6 +24,21 @@ def default_opset(model: Any) -> int:
     return int(versions[0])
 
 
+# Operators onnx's version converter has no down-adapter for, where what sage-edge writes means the same at
+# opset 13..17: Pad-18 adds an ``axes`` input and Pad-19 the ``wrap`` mode; the border padding uses neither
+# (onnx 1.23 refuses with "No Adapter To Version $17 for Pad"). They cross the
+# conversion in a private domain, which the converter leaves alone, and come back unchanged.
+_PASSTHROUGH_DOMAIN = "sage_edge.opset_passthrough"
+
+
+def _same_meaning_at_opset_13(node: Any) -> bool:
+    if node.op_type != "Pad" or node.domain not in ("", "ai.onnx"):
+        return False
+    mode = next((a.s.decode() for a in node.attribute if a.name == "mode"), "constant")
+    no_axes = len(node.input) < 4 or not node.input[3]
+    return mode in ("constant", "reflect", "edge") and no_axes
+
+
 def downgrade_opset(model: Any, target: int = PORTABLE_OPSET) -> Any:
     """``model`` at opset ``target`` (unchanged when already at or below it), IR version lowered to match."""
     import onnx
@@ -33,7 +48,20 @@ def downgrade_opset(model: Any, target: int = PORTABLE_OPSET) -> Any:
     if current <= target:
         return model
     try:
-        converted = version_converter.convert_version(model, target)
+        staged = onnx.ModelProto()
+        staged.CopyFrom(model)
+        moved = [n for n in staged.graph.node if _same_meaning_at_opset_13(n)]
+        for node in moved:
+            node.domain = _PASSTHROUGH_DOMAIN
+        if moved:
+            staged.opset_import.append(onnx.helper.make_opsetid(_PASSTHROUGH_DOMAIN, 1))
+        converted = version_converter.convert_version(staged, target)
+        for node in converted.graph.node:
+            if node.domain == _PASSTHROUGH_DOMAIN:
+                node.domain = ""
+        kept = [o for o in converted.opset_import if o.domain != _PASSTHROUGH_DOMAIN]
+        del converted.opset_import[:]
+        converted.opset_import.extend(kept)
         minimum_ir = onnx.helper.find_min_ir_version_for(list(converted.opset_import), ignore_unknown=True)
         converted.ir_version = min(converted.ir_version, minimum_ir)
         onnx.checker.check_model(converted, full_check=True)

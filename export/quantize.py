@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +29,7 @@ import numpy as np
 from sage_edge import io_contract as io
 from sage_edge.atomic import atomic_path
 from sage_edge.errors import SageEdgeError
+from sage_edge.export.border_pad_graph import border_pad_amount, set_border_pad_metadata, with_fixed_border_pad
 from sage_edge.export.opset import default_opset, downgrade_opset, max_output_difference
 from sage_edge.export.trt_compat import PORTABLE_OPSET, require_opset_supported, require_trt_compatible
 from sage_edge.pairs import ImagePair
@@ -250,7 +250,7 @@ def quantize_onnx(model_path: str | os.PathLike, output: str | os.PathLike, pair
     with tempfile.TemporaryDirectory(prefix="sage-edge-quantize-") as scratch:
         # ModelOpt writes intermediate files beside its input: work on a copy in scratch space.
         source = Path(scratch) / "model.onnx"
-        shutil.copyfile(model_path, source)
+        onnx.save(with_fixed_border_pad(model), str(source))  # ModelOpt drops an overridable border_pad
         target = Path(scratch) / "model.qdq.onnx"
         with _quiet_logs(), _onnxruntime_quantization_restored():
             quantize(
@@ -271,6 +271,7 @@ def quantize_onnx(model_path: str | os.PathLike, output: str | os.PathLike, pair
         quantized = onnx.load(str(target))
         onnx.checker.check_model(quantized)
         quantized, versions, conversion_diff = _portable_opset(quantized, high_precision, data, kind)
+        set_border_pad_metadata(quantized, border_pad_amount(model))
         require_trt_compatible(quantized, versions, what=f"quantize {model_path}")
         with atomic_path(output) as tmp:
             onnx.save(quantized, str(tmp))

@@ -29,6 +29,7 @@ import numpy as np
 
 from sage_edge.atomic import atomic_path
 from sage_edge.errors import SageEdgeError
+from sage_edge.export.border_pad_graph import border_pad_amount, set_border_pad_metadata, with_fixed_border_pad
 from sage_edge.export.quantize import (DEFAULT_CALIB_SHAPE, NETWORK_SCOPE, QuantizeReport, calibration_data,
                                        model_io_kind, nodes_outside_network, static_input_shape)
 from sage_edge.pairs import ImagePair
@@ -53,7 +54,7 @@ def _load_onnx(model_path: Path) -> "object":
         raise SageEdgeError(f"{model_path}: not a readable ONNX model ({type(exc).__name__})") from None
     if any(n.op_type in ("QuantizeLinear", "DequantizeLinear", "QLinearConv") for n in model.graph.node):
         raise SageEdgeError(f"{model_path}: already quantized; quantize the FP32 model")
-    return model
+    return with_fixed_border_pad(model)  # the quantizers fold an overridable border_pad and drop the metadata
 
 
 def _samples(pairs: Sequence[ImagePair], model: "object", samples: int, calib_shape: tuple[int, int] | None,
@@ -168,6 +169,7 @@ def quantize_ort_cpu(model_path: str | os.PathLike, output: str | os.PathLike, p
                             activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
                             nodes_to_exclude=excluded, calibrate_method=calibrate, extra_options=extra)
         quantized = onnx.load(str(target))
+        set_border_pad_metadata(quantized, border_pad_amount(model))
         onnx.helper.set_model_props(quantized, {**{p.key: p.value for p in quantized.metadata_props},
                                                 TARGET_KEY: ORT_CPU_TARGET})
         quantized.doc_string = (f"{model.doc_string or 'sage-edge model'}; INT8 u8s8 QDQ for ONNX Runtime's CPU "
@@ -206,6 +208,7 @@ def quantize_openvino(model_path: str | os.PathLike, output: str | os.PathLike, 
     """Write an NNCF INT8 OpenVINO IR (``output`` .xml + its .bin, atomically) calibrated on ``pairs``."""
     require_openvino_tools()
     import nncf
+    import onnx
     import openvino as ov
 
     model_path, output = Path(model_path), Path(output)
@@ -213,7 +216,10 @@ def quantize_openvino(model_path: str | os.PathLike, output: str | os.PathLike, 
         raise SageEdgeError(f"{output}: --target openvino writes OpenVINO IR: use an output ending in .xml")
     onnx_model = _load_onnx(model_path)
     feeds, shape, kind = _samples(pairs, onnx_model, samples, calib_shape, seed, progress)
-    model = ov.Core().read_model(str(model_path))
+    with tempfile.TemporaryDirectory(prefix="sage-edge-quantize-ov-src-") as scratch:
+        source = Path(scratch) / "model.onnx"
+        onnx.save(onnx_model, str(source))  # border padding fixed (``_load_onnx``)
+        model = ov.Core().read_model(str(source))
     outside = [op.get_friendly_name() for op in model.get_ops()
                if not op.get_friendly_name().startswith(NETWORK_SCOPE)
                and op.get_type_name() not in ("Constant", "Parameter", "Result")]
@@ -223,6 +229,11 @@ def quantize_openvino(model_path: str | os.PathLike, output: str | os.PathLike, 
             ignored_scope=nncf.IgnoredScope(names=outside, validate=False),
         )
     quantized.set_rt_info(OPENVINO_TARGET, TARGET_KEY.replace(".", "_"))
+    amount = border_pad_amount(onnx_model)
+    if amount is not None:
+        from sage_edge.runtime.openvino_backend import BORDER_PAD_RT_KEY
+
+        quantized.set_rt_info(str(amount), BORDER_PAD_RT_KEY)
     bin_path = output.with_suffix(".bin")
     with tempfile.TemporaryDirectory(prefix="sage-edge-quantize-ov-", dir=str(output.parent) or ".") as scratch:
         staged = Path(scratch) / "model.xml"

@@ -119,3 +119,18 @@ def check_compatible(engine_path: str | os.PathLike, record: Mapping[str, Any] |
     if why:
         raise SageEdgeError(f"{engine_path}: engine does not match this device ({why}); "
                             f"{rebuild_hint(record, engine_path)}")
+
+
+def check_border_pad(engine_path: str | os.PathLike, record: Mapping[str, Any] | None, wanted: int | None) -> None:
+    """TensorRT builds the ONNX's border padding in: a different ``--border-pad`` needs another engine."""
+    if wanted is None:
+        return
+    built = (record or {}).get("border_pad")
+    if built is None:
+        raise SageEdgeError(f"{engine_path}: its sidecar does not say which border padding the engine was built "
+                            f"with; leave --border-pad out, or rebuild it with `sage-edge build-engine`")
+    if int(built) != int(wanted):
+        onnx = ((record or {}).get("onnx") or {}).get("path") or "MODEL.onnx"
+        raise SageEdgeError(f"{engine_path}: built with --border-pad {built}, not {wanted}; TensorRT fixes it at "
+                            f"build time: sage-edge export --model WEIGHTS --border-pad {wanted} -o {onnx}, then build-engine "
+                            "again")

@@ -8,6 +8,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from sage_edge.errors import SageEdgeError
+from sage_edge.io_contract import BORDER_PAD, BORDER_PAD_METADATA
 from sage_edge.runtime.backend import Backend, TensorSpec
 
 # ONNX Runtime's type strings -> numpy.
@@ -37,11 +38,16 @@ class OnnxRuntimeBackend(Backend):
         model_path: str | os.PathLike,
         providers: Sequence[str] | None = None,
         intra_op_threads: int = 0,
+        border_pad: int | None = None,
     ) -> None:
+        """``border_pad``: pixels mirrored around the image inside the graph; None keeps the model's own
+        (``sage_edge.io_contract``). Graphs exported by sage-edge take any amount; other graphs only their own."""
         import onnxruntime as ort
+        from onnxruntime.capi import onnxruntime_pybind11_state as ort_state
 
         from sage_edge.runtime.cpu_tuning import resolve_threads
 
+        self._run_errors = (ort_state.InvalidArgument, ort_state.Fail)
         self.model_path = Path(model_path)
         self.threads = resolve_threads(self.name, intra_op_threads)  # 0: what was measured best here
         available = ort.get_available_providers()
@@ -56,6 +62,27 @@ class OnnxRuntimeBackend(Backend):
             raise SageEdgeError(f"{self.model_path}: not a loadable ONNX model ({first_line[:200]})") from None
         self._inputs = [self._spec(arg) for arg in self.session.get_inputs()]
         self._outputs = [self._spec(arg) for arg in self.session.get_outputs()]
+        self._extra_feed = self._border_pad_feed(border_pad)
+
+    def _border_pad_feed(self, border_pad: int | None) -> dict[str, np.ndarray]:
+        if border_pad is None:
+            return {}
+        if border_pad < 0:
+            raise SageEdgeError(f"--border-pad must be 0 or more, got {border_pad}")
+        if BORDER_PAD in {arg.name for arg in self.session.get_overridable_initializers()}:
+            return {BORDER_PAD: np.array([border_pad], np.int64)}
+        metadata = self.session.get_modelmeta().custom_metadata_map
+        if BORDER_PAD_METADATA not in metadata:
+            # e.g. a graph quantized or converted by a tool that folded the padding and dropped the metadata
+            raise SageEdgeError(f"{self.model_path}: the graph does not say which border padding it has; leave "
+                                f"--border-pad out, or re-export it from its weights: `sage-edge export --model "
+                                f"WEIGHTS --border-pad {border_pad} -o OUT.onnx`")
+        built = int(metadata[BORDER_PAD_METADATA])
+        if built != border_pad:
+            raise SageEdgeError(f"{self.model_path}: its border padding ({built}) is fixed in the graph; leave "
+                                f"--border-pad out, or re-export it from its weights: `sage-edge export --model "
+                                f"WEIGHTS --border-pad {border_pad} -o OUT.onnx`")
+        return {}
 
     @staticmethod
     def _spec(arg: object) -> TensorSpec:
@@ -74,7 +101,10 @@ class OnnxRuntimeBackend(Backend):
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         names = [o.name for o in self._outputs]
-        return dict(zip(names, self.session.run(names, dict(feed))))
+        try:
+            return dict(zip(names, self.session.run(names, {**feed, **self._extra_feed})))
+        except self._run_errors as exc:  # e.g. a frame too small for its border padding
+            raise SageEdgeError(f"{self.model_path}: ONNX Runtime: {str(exc).strip().splitlines()[0][:300]}") from None
 
     def describe(self) -> str:
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"

@@ -24,6 +24,7 @@ from typing import Mapping
 import numpy as np
 
 from sage_edge.errors import SageEdgeError
+from sage_edge.io_contract import BORDER_PAD_METADATA
 from sage_edge.runtime.backend import Backend, TensorSpec
 
 # sage-edge precision -> OpenVINO inference precision hint.
@@ -38,6 +39,44 @@ def is_quantized(model: "object") -> bool:
     return bool(kinds & {"FakeQuantize", "QuantizeLinear", "DequantizeLinear"})
 
 
+# Where ``sage-edge quantize --target openvino`` records the border padding in the IR's rt_info.
+BORDER_PAD_RT_KEY = "sage_edge_border_pad"
+
+
+def built_border_pad(model_path: Path, model: "object") -> int | None:
+    """The border padding OpenVINO runs ``model`` with, or None when the file does not say.
+
+    OpenVINO's ONNX reader turns an initializer that is also a graph input (``border_pad``) into a constant,
+    as TensorRT's parser does, so the amount is the one exported; ONNX metadata is read with ONNX Runtime
+    (a base dependency), an IR's from its rt_info.
+    """
+    if model_path.suffix.lower() == ".onnx":
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.log_severity_level = 3  # not the warning about an overridable initializer: that is the design
+        session = ort.InferenceSession(str(model_path), options, providers=["CPUExecutionProvider"])
+        value = session.get_modelmeta().custom_metadata_map.get(BORDER_PAD_METADATA)
+    else:
+        rt_info = model.get_rt_info()  # type: ignore[attr-defined]
+        value = rt_info[BORDER_PAD_RT_KEY].astype(str) if BORDER_PAD_RT_KEY in rt_info else None
+    return None if value is None else int(value)
+
+
+def check_border_pad(model_path: Path, model: "object", wanted: int) -> None:
+    """One line unless the model pads by ``wanted`` (OpenVINO cannot change a constant's value per session)."""
+    if wanted < 0:
+        raise SageEdgeError(f"--border-pad must be 0 or more, got {wanted}")
+    built = built_border_pad(model_path, model)
+    if built is None:
+        raise SageEdgeError(f"{model_path}: the model does not say which border padding it has; leave --border-pad "
+                            f"out, or use --backend onnxruntime")
+    if built != wanted:
+        raise SageEdgeError(f"{model_path}: its border padding ({built}) is fixed for OpenVINO; leave --border-pad "
+                            f"out, use --backend onnxruntime, or re-export it from its weights: `sage-edge export "
+                            f"--model WEIGHTS --border-pad {wanted} -o OUT.onnx`")
+
+
 class OpenVinoBackend(Backend):
     name = "openvino"
 
@@ -48,7 +87,7 @@ class OpenVinoBackend(Backend):
         return True
 
     def __init__(self, model_path: str | os.PathLike, precision: str = "fp32", threads: int = 0,
-                 device: str = "CPU") -> None:
+                 device: str = "CPU", border_pad: int | None = None) -> None:
         try:
             import openvino as ov
         except ImportError:
@@ -63,6 +102,8 @@ class OpenVinoBackend(Backend):
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line texts
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise SageEdgeError(f"{self.model_path}: OpenVINO cannot read this model ({first[:200]})") from None
+        if border_pad is not None:
+            check_border_pad(self.model_path, model, border_pad)
         self.quantized = is_quantized(model)
         if precision == "int8" and not self.quantized:
             raise SageEdgeError(f"{self.model_path}: --precision int8 needs a quantized model; make one with "

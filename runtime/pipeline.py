@@ -299,6 +299,7 @@ class Pipeline:
     ``http``: access control and limits for ``http://`` outputs (``HttpSettings``).
     ``reconnect_timeout``: seconds a live source may stay unavailable before the run ends with one line
     (outputs are closed properly first; 0: retry forever). ``rtsp_credentials``: for ``rtsp://`` outputs.
+    ``border_pad``: given to ``open_backend`` (None: the model's own border padding).
     """
 
     def __init__(
@@ -323,6 +324,7 @@ class Pipeline:
         vis_fps: float | None = None,
         ir_fps: float | None = None,
         smoothing: float = 0.8,
+        border_pad: int | None = None,
         queue_size: int = 2,
         log: Callable[[str], None] | None = None,
         status_interval_s: float | None = None,
@@ -348,7 +350,7 @@ class Pipeline:
             if not Path(model).is_file():
                 raise SageEdgeError(f"{model}: no such model file")
             choose_backend(Path(model), backend)  # a model/backend mismatch fails now, before any output opens
-            backend_factory = lambda: open_backend(model, backend)  # noqa: E731
+            backend_factory = lambda: open_backend(model, backend, border_pad=border_pad)  # noqa: E731
         self.backend_factory = backend_factory
         self.log = log or (lambda message: print(message, file=sys.stderr, flush=True))
         self.sources = [

@@ -54,9 +54,10 @@ class TensorRTBackend(Backend):
         return importlib.util.find_spec("tensorrt") is not None and importlib.util.find_spec("pycuda") is not None
 
     def __init__(self, model_path: str | os.PathLike, device: int = 0, cuda_graph: bool = False,
-                 zero_copy: bool | None = None, check_sidecar: bool = True, allow_host_code: bool | None = None
-                 ) -> None:
+                 zero_copy: bool | None = None, check_sidecar: bool = True, allow_host_code: bool | None = None,
+                 border_pad: int | None = None) -> None:
         self.model_path = Path(model_path)
+        self.border_pad = border_pad  # None: as built; else must match what the engine was built with
         self.cuda_graph = cuda_graph
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sage-edge-trt")
         self._closed = False
@@ -104,6 +105,7 @@ class TensorRTBackend(Backend):
                       "build-engine`)", file=sys.stderr)
             engine_sidecar.check_compatible(self.model_path, self.sidecar, trt.__version__, info.name,
                                             info.compute_capability)
+        engine_sidecar.check_border_pad(self.model_path, self.sidecar, self.border_pad)
         sidecar = self.sidecar or {}
         if allow_host_code is None:
             allow_host_code = bool(sidecar.get("version_compatible"))

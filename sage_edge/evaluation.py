@@ -26,6 +26,7 @@ import cv2
 import numpy as np
 
 from sage_edge import colour
+from sage_edge import quality_gates
 from sage_edge.atomic import atomic_path, write_bytes_atomic
 from sage_edge.errors import SageEdgeError
 from sage_edge.imageio import read_pair, read_visible, write_image
@@ -103,6 +104,10 @@ class EvalResult:
     options: dict[str, object] = field(default_factory=dict)
     # (dataset, stem, ir thumbnail, vis thumbnail, {method: fused thumbnail}) for the image grid
     samples: list[tuple[str, str, np.ndarray, np.ndarray, dict[str, np.ndarray]]] = field(default_factory=list)
+    # quality gates (sage_edge.quality_gates): dataset -> stem -> source facts; dataset -> label -> stem -> facts
+    sources: dict[str, dict[str, dict[str, object]]] = field(default_factory=dict)
+    facts: dict[str, dict[str, dict[str, dict[str, float]]]] = field(default_factory=dict)
+    reference: str | None = None  # the method the relative gates compare with
 
     @property
     def labels(self) -> list[str]:
@@ -114,6 +119,22 @@ class EvalResult:
     def overall_mean(self, label: str) -> dict[str, float]:
         """Mean over every pair of every dataset (pooled, not a mean of dataset means)."""
         return mean_metrics(row for ds in self.scores.values() for row in ds[label].values())
+
+    def gates(self, label: str) -> dict[str, object]:
+        """Every gate of ``label``: {"pairs": {"dataset/stem": [Gate, ...]}, "means": [Gate, ...]}.
+
+        Gates 1-2 always; the per-pair gates 3 and 5 and the means gate 4 only against ``self.reference``
+        (and not for the reference itself).
+        """
+        reference = self.reference if self.reference not in (None, label) else None
+        pairs = {}
+        for ds, by_method in self.facts.items():
+            for stem, facts in by_method[label].items():
+                ref = by_method[reference][stem] if reference else None
+                pairs[f"{ds}/{stem}"] = quality_gates.judge_pair(facts, self.sources[ds][stem], ref)
+        means = (quality_gates.judge_means(self.overall_mean(label), self.overall_mean(reference))
+                 if reference else [])
+        return {"pairs": pairs, "means": means}
 
     def pair_count(self, dataset: str | None = None) -> int:
         first = self.labels[0]
@@ -168,12 +189,17 @@ def evaluate(
     ssim_data_range: float = 2.0,
     grid_pairs: int = 4,
     progress: bool = True,
+    reference: str | None = None,
+    border_pad: int | None = None,
 ) -> EvalResult:
     """Fuse every pair under ``data`` with each model (and the baselines) and score it.
 
     ``data`` is a dataset folder (ir/ + vis/) or a root of dataset folders. ``limit`` keeps the
     first N pairs (by stem) of each dataset. Models are zoo names or files, opened with
     ``open_backend(resolve_model_for_backend(spec, backend), backend)``; all are resolved before any work starts.
+    ``reference``: the model (as given in ``models``) that the relative quality gates compare with
+    (``sage_edge.quality_gates``); gates 1-2 are judged for every method either way. ``border_pad``:
+    given to every backend (None: each model's own).
     """
     from sage_edge.runtime.backend import open_backend
     from sage_edge.runtime.fuser import Fuser
@@ -188,16 +214,22 @@ def evaluate(
     if limit is not None:
         datasets = {name: pairs[:limit] for name, pairs in datasets.items()}
 
+    if reference is not None and reference not in models:
+        raise SageEdgeError(f"--reference {reference}: not one of the models given with --model "
+                            f"({', '.join(models) or 'none'})")
     model_paths = [(spec, resolve_model_for_backend(spec, backend)) for spec in models]  # fail fast on unknown models
     methods: list[MethodInfo] = []
     fusers: list[FuseFn] = []
     engines = []
     taken: set[str] = set()
+    reference_label: str | None = None
     try:
         for spec, path in model_paths:
-            engine = open_backend(path, backend)
+            engine = open_backend(path, backend, border_pad=border_pad)
             engines.append(engine)
             label = _label_for(spec, taken)
+            if spec == reference and reference_label is None:
+                reference_label = label
             taken.add(label)
             methods.append(MethodInfo(label, "model", spec, str(path), engine.describe()))
             fusers.append(Fuser(engine).fuse)
@@ -210,6 +242,10 @@ def evaluate(
 
         picks = _grid_picks(datasets, grid_pairs)
         scores: dict[str, dict[str, dict[str, dict[str, float]]]] = {
+            name: {m.label: {} for m in methods} for name in datasets
+        }
+        sources: dict[str, dict[str, dict[str, object]]] = {name: {} for name in datasets}
+        facts: dict[str, dict[str, dict[str, dict[str, float]]]] = {
             name: {m.label: {} for m in methods} for name in datasets
         }
         samples = []
@@ -226,6 +262,7 @@ def evaluate(
                             f"{vis.shape[1]}x{vis.shape[0]}: register the pair first"
                         )
                     a, b = to_gray_levels(ir), to_gray_levels(vis)
+                    sources[dataset][pair.stem] = quality_gates.source_facts(a, b)
                     thumbs: dict[str, np.ndarray] = {}
                     for method, fuse in zip(methods, fusers):
                         bar.set_postfix_str(f"{dataset}/{pair.stem} {method.label}", refresh=False)
@@ -233,9 +270,13 @@ def evaluate(
                             fused = fuse(ir, vis)
                         except SageEdgeError as exc:
                             raise SageEdgeError(f"{dataset}/{pair.stem} with {method.label}: {exc}") from None
+                        fused_levels = to_gray_levels(fused)
                         scores[dataset][method.label][pair.stem] = metrics_from_levels(
-                            a, b, to_gray_levels(fused), names, psnr_peak, ssim_data_range
+                            a, b, fused_levels, names, psnr_peak, ssim_data_range
                         )
+                        facts[dataset][method.label][pair.stem] = quality_gates.pair_facts(
+                            fused_levels, sources[dataset][pair.stem], scores[dataset][method.label][pair.stem],
+                            a, b)
                         if (dataset, pair.stem) in picks:
                             thumbs[method.label] = _thumbnail(fused)
                         bar.update(1)
@@ -246,9 +287,10 @@ def evaluate(
             engine.close()
     options = {
         "backend": backend, "baselines": baselines, "limit": limit,
-        "psnr_peak": str(psnr_peak), "ssim_data_range": float(ssim_data_range),
+        "psnr_peak": str(psnr_peak), "ssim_data_range": float(ssim_data_range), "reference": reference_label,
+        "border_pad": border_pad,
     }
-    return EvalResult(str(data), names, methods, scores, options, samples)
+    return EvalResult(str(data), names, methods, scores, options, samples, sources, facts, reference_label)
 
 
 # --- report ------------------------------------------------------------------------------------
@@ -293,24 +335,56 @@ def result_to_dict(result: EvalResult) -> dict:
             "pairs": result.pair_count(),
             "mean": {label: result.overall_mean(label) for label in result.labels},
         },
+        "gates": gates_to_dict(result),
     }
+
+
+def _target_dict(target: quality_gates.HotTarget | None) -> dict[str, object] | None:
+    if target is None:
+        return None
+    x, y, w, h = target.box
+    return {"box_xywh": [x, y, w, h], "area": target.area, "ir_contrast": target.ir_contrast}
+
+
+def gates_to_dict(result: EvalResult) -> dict[str, object]:
+    """The quality gates of every method, pair by pair, with what each gate compared."""
+    methods = {}
+    for label in result.labels:
+        gates = result.gates(label)
+        pairs = {}
+        for key, pair_gates in gates["pairs"].items():
+            ds, stem = key.split("/", 1)
+            pairs[key] = {"passed": all(g.passed for g in pair_gates), **result.facts[ds][label][stem],
+                          "gates": [g.to_dict() for g in pair_gates]}
+        failed = sorted(k for k, v in pairs.items() if not v["passed"])
+        means = [g.to_dict() for g in gates["means"]]
+        methods[label] = {"passed": not failed and all(g["passed"] for g in means), "pairs_failed": failed,
+                          "pairs": pairs, "means": means}
+    sources = {f"{ds}/{stem}": {"sources_black": src["sources_black"], "darker_source_mean": src["darker_source_mean"],
+                                "hot_target": _target_dict(src["target"])}
+               for ds, by_stem in result.sources.items() for stem, src in by_stem.items()}
+    return {"reference": result.reference, "definitions": "sage_edge/quality_gates.py", "sources": sources,
+            "methods": methods}
 
 
 def _csv_text(result: EvalResult) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["dataset", "method", "image", *result.metric_names])
+    writer.writerow(["dataset", "method", "image", *result.metric_names, "gates", "gate_failures"])
+    gates = {label: result.gates(label) for label in result.labels}
 
-    def row(ds: str, label: str, image: str, values: dict[str, float]) -> None:
-        writer.writerow([ds, label, image, *(repr(float(values[m])) for m in result.metric_names)])
+    def row(ds: str, label: str, image: str, values: dict[str, float], judged=None) -> None:
+        verdict = "" if judged is None else ("pass" if not quality_gates.failures(judged) else "fail")
+        why = "" if judged is None else "; ".join(f"{g.name}: {g.why}" for g in quality_gates.failures(judged))
+        writer.writerow([ds, label, image, *(repr(float(values[m])) for m in result.metric_names), verdict, why])
 
     for ds, by_method in result.scores.items():
         for label in result.labels:
             for stem, values in by_method[label].items():
-                row(ds, label, stem, values)
+                row(ds, label, stem, values, gates[label]["pairs"].get(f"{ds}/{stem}"))
             row(ds, label, "mean", result.dataset_mean(ds, label))
     for label in result.labels:
-        row("overall", label, "mean", result.overall_mean(label))
+        row("overall", label, "mean", result.overall_mean(label), gates[label]["means"] or None)
     return buffer.getvalue()
 
 
@@ -374,6 +448,7 @@ def _report_md(result: EvalResult, charts: list[str], grid: str | None, chart_no
             markdown_table({label: result.dataset_mean(ds, label) for label in result.labels}, result.metric_names),
             "",
         ]
+    lines += _gates_md(result)
     if charts or chart_note:
         lines += ["## Charts", ""]
         lines += [f"![{Path(c).stem}]({c})" for c in charts]
@@ -383,6 +458,35 @@ def _report_md(result: EvalResult, charts: list[str], grid: str | None, chart_no
     if grid:
         lines += ["## Images", "", "IR | visible | " + " | ".join(result.labels), "", f"![grid]({grid})", ""]
     return "\n".join(lines)
+
+
+def _gates_md(result: EvalResult) -> list[str]:
+    """Per method: how many pairs pass every gate, then each failing pair with why (worst first)."""
+    reference = result.reference
+    lines = ["## Quality gates", "",
+             "Judged pair by pair (`sage_edge/quality_gates.py`, docs/metrics.md): no crushed shadows, not darker "
+             "than both sources" + (f"; against `{reference}`: EN >= 0.9x and VIF >= 0.8x per pair, hot-target "
+                                    "contrast >= 0.9x, means of EN SD SF AG SCD VIF Qabf >= 0.9x." if reference else
+                                    ". Give `--reference MODEL` for the gates relative to a reference model."), ""]
+    lines += ["| method | pairs passing | failing pairs | means |", "|---|---:|---|---|"]
+    details = []
+    for label in result.labels:
+        gates = result.gates(label)
+        failing = {key: quality_gates.failures(g) for key, g in gates["pairs"].items() if quality_gates.failures(g)}
+        mean_failures = quality_gates.failures(gates["means"])
+        means = "-" if not gates["means"] else ("pass" if not mean_failures else
+                                                 "fail: " + ", ".join(g.name for g in mean_failures))
+        shown = ", ".join(sorted(failing)[:6]) + (" ..." if len(failing) > 6 else "")
+        lines.append(f"| {label} | {len(gates['pairs']) - len(failing)} / {len(gates['pairs'])} | {shown or '-'} | "
+                     f"{means} |")
+        for key, failed in sorted(failing.items(), key=lambda item: (-len(item[1]), item[0])):
+            details.append(f"| {label} | {key} | " + "<br>".join(f"{g.name}: {g.why}" for g in failed) + " |")
+        for g in mean_failures:
+            details.append(f"| {label} | (all pairs) | {g.name}: {g.why} |")
+    if details:
+        lines += ["", "| method | pair | failed gates |", "|---|---|---|", *details]
+    lines.append("")
+    return lines
 
 
 def _label_strip(text: str, width: int) -> np.ndarray:

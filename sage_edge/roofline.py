@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -266,15 +267,37 @@ def _load(model: Any) -> Any:
     return model
 
 
+def _folded(proto: Any) -> Any:
+    """``proto`` with its constant subgraphs folded by ONNX Runtime's basic (standard-ONNX) optimizations.
+
+    The border padding's Pad and Slice take amounts computed in the graph (a Concat of the amount), which
+    ONNX's shape inference does not evaluate, so every shape after them would stay unknown.
+    """
+    import tempfile
+
+    import onnx
+    import onnxruntime as ort
+
+    with tempfile.TemporaryDirectory(prefix="sage-edge-roofline-") as scratch:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(Path(scratch) / "folded.onnx")
+        ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        return onnx.load(options.optimized_model_filepath)
+
+
 def count_graph(model: Any, width: int, height: int, precision: str = "fp16", name: str | None = None) -> GraphCount:
     """Count MACs and tensor bytes of an ONNX model (path or ModelProto) at ``width`` x ``height``."""
     import onnx
 
     if precision not in PRECISION_BYTES:
         raise SageEdgeError(f"unknown precision '{precision}'; choose from {', '.join(PRECISION_BYTES)}")
-    proto = onnx.ModelProto()
-    proto.CopyFrom(_load(model))
+    from sage_edge.export.border_pad_graph import border_pad_amount, with_fixed_border_pad
+
+    proto = with_fixed_border_pad(_load(model))
     _fix_input_dims(proto, width, height)
+    if border_pad_amount(proto):
+        proto = _folded(proto)
     try:
         proto = onnx.shape_inference.infer_shapes(proto, strict_mode=False, data_prop=True)
     except Exception as exc:

@@ -63,6 +63,18 @@ def official_onnx(tmp_path_factory: pytest.TempPathFactory, official_checkpoint:
     return path
 
 
+@pytest.fixture(scope="session")
+def default_gate_run(ivif_dir: Path, official_onnx: Path):
+    """``evaluate`` over all 45 shared pairs: the bundled default and the published student (the reference), both
+    ONNX with their default border padding, scored on the quality-gate metrics. Computed once per session."""
+    from sage_edge.evaluation import evaluate
+    from sage_edge.quality_gates import MEANS_METRICS
+    from sage_edge.zoo import resolve_model
+
+    return evaluate(ivif_dir, [str(resolve_model("default")), str(official_onnx)], metrics=MEANS_METRICS,
+                    grid_pairs=0, progress=False, reference=str(official_onnx))
+
+
 @pytest.fixture()
 def isolated_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty model cache (SAGE_EDGE_CACHE) for this test only."""

@@ -281,7 +281,7 @@ def test_export_uint8_graph_passes_and_the_a1_graph_is_refused(official_onnx, of
 
     assert check_trt_compatible(official_onnx) == []
 
-    def transpose_before_cast(self, ir, vis):  # EndToEndFusion.forward at commit 82832a8
+    def transpose_before_cast(self, ir, vis, border_pad=None):  # EndToEndFusion.forward at commit 82832a8
         ir_levels = ir.permute(0, 3, 1, 2).float()
         vis_levels = vis.permute(0, 3, 1, 2).float()
         b, g, r = vis_levels[:, 0:1], vis_levels[:, 1:2], vis_levels[:, 2:3]

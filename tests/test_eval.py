@@ -197,3 +197,38 @@ def test_eval_cli_mismatched_pair(official_in_cache: Path, tmp_path: Path):
     _one_line_error(run_cli("eval", "--data", data, "--model", "sage-official", "--out", out),
                     "p0.png is 40x30", "40x32")
     assert not out.exists()
+
+
+def test_report_gives_quality_gates_pair_by_pair(default_gate_run, tmp_path: Path):
+    """metrics.json, metrics.csv and report.md carry every pair's gates against the reference, with why."""
+    result = default_gate_run
+    default, reference = result.labels
+    out = tmp_path / "report"
+    E.write_report(result, out, charts=False)
+    doc = json.loads((out / "metrics.json").read_text())
+    gates = doc["gates"]
+    assert gates["reference"] == reference
+    pairs = gates["methods"][default]["pairs"]
+    assert len(pairs) == 45
+    night = pairs["MSRS/00858N"]
+    assert {g["gate"] for g in night["gates"]} == {"shadows", "brightness", "EN", "VIF", "target"}
+    assert night["passed"] == all(g["passed"] for g in night["gates"])
+    assert gates["sources"]["MSRS/00858N"]["hot_target"]["ir_contrast"] > 40
+    # the reference is judged on the absolute gates only
+    assert {g["gate"] for g in gates["methods"][reference]["pairs"]["MSRS/00858N"]["gates"]} == {"shadows",
+                                                                                                 "brightness"}
+    assert [g["gate"] for g in gates["methods"][default]["means"]][0] == "mean EN"
+    with open(out / "metrics.csv", newline="") as f:
+        rows = [r for r in csv.DictReader(f) if r["method"] == default]
+    images = [r for r in rows if r["image"] != "mean"]
+    assert len(images) == 45 and {r["gates"] for r in images} <= {"pass", "fail"}
+    assert all((r["gates"] == "fail") == bool(r["gate_failures"]) for r in images)
+    assert next(r for r in rows if r["dataset"] == "overall")["gates"] in ("pass", "fail")
+    md = (out / "report.md").read_text()
+    assert "## Quality gates" in md and f"| {default} | " in md.split("## Quality gates")[1]
+
+
+def test_reference_must_be_one_of_the_models(tmp_path: Path):
+    data = make_dataset(tmp_path / "data", {"A": [(48, 64)]})
+    with pytest.raises(SageEdgeError, match="--reference sage-official: not one of the models"):
+        E.evaluate(data, models=[str(DEFAULT_ONNX)], reference="sage-official", progress=False)

@@ -32,9 +32,16 @@ def test_exported_graph_has_documented_io(official_onnx):
     dims = {v.name: [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
             for v in list(model.graph.input) + list(model.graph.output)}
     assert dims == {"ir": [1, "height", "width", 1], "vis": [1, "height", "width", 3],
-                    "fused": [1, "height", "width", 3], "fused_y": [1, "height", "width", 1]}
+                    "fused": [1, "height", "width", 3], "fused_y": [1, "height", "width", 1], "border_pad": [1]}
     elem = onnx.TensorProto.UINT8
-    assert all(v.type.tensor_type.elem_type == elem for v in list(model.graph.input) + list(model.graph.output))
+    images = [v for v in list(model.graph.input) + list(model.graph.output) if v.name != "border_pad"]
+    assert all(v.type.tensor_type.elem_type == elem for v in images)
+    # border_pad: an int64 input with a default initializer (the exported amount), also in the metadata
+    (pad,) = [v for v in model.graph.input if v.name == "border_pad"]
+    assert pad.type.tensor_type.elem_type == onnx.TensorProto.INT64
+    (default,) = [onnx.numpy_helper.to_array(t) for t in model.graph.initializer if t.name == "border_pad"]
+    assert default.tolist() == [16]
+    assert {p.key: p.value for p in model.metadata_props}["sage_edge.border_pad"] == "16"
 
 
 def test_static_export_fixes_the_shape_and_rejects_others(tmp_path, official_checkpoint, synthetic_pair):

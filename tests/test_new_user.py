@@ -211,7 +211,7 @@ def parse_command_line(command: str) -> click.Context:
     raise AssertionError(command)
 
 
-SAMPLE_VALUES = {"flag": "--max-shape", "w": "640", "h": "480"}  # runtime/tensorrt_backend.py's profile hint
+SAMPLE_VALUES = {"flag": "--max-shape", "w": "640", "h": "480", "border_pad": "16", "wanted": "16"}  # runtime/tensorrt_backend.py's profile hint
 
 
 def test_every_suggested_command_parses(tmp_path, monkeypatch):

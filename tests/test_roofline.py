@@ -90,22 +90,30 @@ def test_roofline_arithmetic() -> None:
 
 
 def test_student_counts_match_the_architecture(official_onnx) -> None:
-    """The published student at 640x512: MACs from its layer list by hand; DRAM traffic near the issue's 0.45 GB."""
-    h, w = 512, 640
+    """The published student at 640x512: MACs from its layer list by hand; DRAM traffic near the issue's 0.45 GB.
+
+    The network runs on the frame grown by the graph's border padding on every side."""
+    import onnx
+
+    from sage_edge.export.border_pad_graph import border_pad_amount
+
+    pad = border_pad_amount(onnx.load(str(official_onnx))) or 0
+    h, w = 512 + 2 * pad, 640 + 2 * pad
     c, k = 32, 9
     full = k * (2 * c + c * c + c * c) + 2 * c * c + 3 * k * c * c + k * c  # module1, adjust5, module5, final
     half = 3 * k * c * c + 2 * c * c + 3 * k * c * c  # module2, adjust4, module4
     quarter = 3 * k * c * c  # module3
     expected = full * h * w + half * (h // 2) * (w // 2) + quarter * (h // 4) * (w // 4)
-    count = roofline.count_graph(official_onnx, w, h, "fp16")
+    count = roofline.count_graph(official_onnx, 640, 512, "fp16")
     assert count.macs == expected
-    assert 20e9 < count.macs < 22e9
-    assert 0.40e9 < count.bytes_fused < 0.50e9
+    assert 20e9 < count.macs < (22e9 if pad == 0 else 25e9)
+    area = (h * w) / (512 * 640)  # the padded frame's share of the issue's figures
+    assert 0.40e9 * area < count.bytes_fused < 0.50e9 * area
     agx = roofline.estimate(count, "orin-agx-64")
     nx = roofline.estimate(count, "orin-nx-16")
     assert agx.bound == nx.bound == "memory"
-    assert 2.0 < agx.floor_ms < 2.5 and 4.0 < nx.floor_ms < 5.0
-    text = roofline.format_estimate(roofline.estimate_model(official_onnx, w, h, "orin-nx-16"))
+    assert 2.0 * area < agx.floor_ms < 2.5 * area and 4.0 * area < nx.floor_ms < 5.0 * area
+    text = roofline.format_estimate(roofline.estimate_model(official_onnx, 640, 512, "orin-nx-16"))
     assert "ESTIMATE" in text and "int8" in text and "fp16" in text
 
 

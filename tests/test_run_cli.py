@@ -47,13 +47,15 @@ def one_line_error(result):
 
 def test_run_on_file_sequences_equals_fuse(tmp_path, sequences, official_onnx):
     out = tmp_path / "frames"
+    # --border-pad 0 on both: run must pass it to the backend as fuse does (with its default, 16, the borders differ)
     result = run_cli("run", "--ir", f"file://{sequences}/ir", "--vis", f"file://{sequences}/vis",
-                     "--model", official_onnx, "--backend", "onnxruntime", "--output", f"file://{out}/")
+                     "--model", official_onnx, "--backend", "onnxruntime", "--output", f"file://{out}/",
+                     "--border-pad", "0")
     assert result.returncode == 0, result.stderr
     assert re.search(r"^frames 6 in", result.stdout, re.M)
     fused_dir = tmp_path / "fused"
     result = run_cli("fuse", sequences / "ir", sequences / "vis", "-o", fused_dir, "--model", official_onnx,
-                     "--backend", "onnxruntime")
+                     "--backend", "onnxruntime", "--border-pad", "0")
     assert result.returncode == 0, result.stderr
     frames = sorted(out.iterdir())
     expected = sorted(fused_dir.iterdir())

@@ -26,14 +26,69 @@ def max_gradient_loss(fused: torch.Tensor, source_a: torch.Tensor, source_b: tor
     return F.l1_loss(sobel_magnitude(fused), torch.maximum(sobel_magnitude(source_a), sobel_magnitude(source_b)))
 
 
-def source_loss(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor) -> dict[str, torch.Tensor]:
-    """The student's source terms: 3·MSE(F,Y) + 2·MSE(F,IR) + 9·G(F; Y, IR). Returns every term and 'total'."""
+def intensity_loss(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """L1(F, max(Y, IR)): keep the brighter source at every pixel (SeAFusion's intensity term).
+
+    It keeps hot targets as bright as in the IR and dark scenes as bright as their brighter source.
+    """
+    return F.l1_loss(fused, torch.maximum(vis_y, ir))
+
+
+# IR saliency: how much hotter a pixel is than the mean of its SALIENCY_WINDOW x SALIENCY_WINDOW
+# neighbourhood, SALIENCY_CONTRAST (in [0, 1] units) and more counting as fully salient.
+SALIENCY_WINDOW = 31
+SALIENCY_CONTRAST = 0.1
+
+
+def ir_saliency(ir: torch.Tensor) -> torch.Tensor:
+    """s = clamp((IR - local mean of IR) / 0.1, 0, 1): 1 on hot targets, 0 on ordinary background."""
+    local = F.avg_pool2d(ir, SALIENCY_WINDOW, stride=1, padding=SALIENCY_WINDOW // 2, count_include_pad=False)
+    return ((ir - local) / SALIENCY_CONTRAST).clamp(0.0, 1.0)
+
+
+def salient_intensity_losses(fused: torch.Tensor, vis_y: torch.Tensor,
+                             ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(background, targets): mean((1 - s)·|F - Y|) and mean(s·|F - max(Y, IR)|), s = IR saliency.
+
+    Hot targets as bright as in the IR, the rest as in the visible image. Unlike max(Y, IR) everywhere this
+    neither replaces a detailed visible background by a brighter but flat IR one (fog, warm walls) nor
+    lifts the surroundings of a target, so a target stands out against the visible background.
+    """
+    saliency = ir_saliency(ir)
+    background = ((1.0 - saliency) * (fused - vis_y).abs()).mean()
+    targets = (saliency * (fused - torch.maximum(vis_y, ir)).abs()).mean()
+    return background, targets
+
+
+def out_of_range_loss(fused: torch.Tensor) -> torch.Tensor:
+    """mean(relu(-F) + relu(F - 1)): how far the raw (Tanh, [-1, 1]) output strays outside [0, 1]."""
+    return (F.relu(-fused) + F.relu(fused - 1.0)).mean()
+
+
+def source_loss(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, mse_vis: float = 3.0, mse_ir: float = 2.0,
+                grad: float = 9.0, intensity: float = 0.0, background: float = 0.0, targets: float = 0.0,
+                out_of_range: float = 0.0, clamp: bool = False) -> dict[str, torch.Tensor]:
+    """Source terms: mse_vis·MSE(F,Y) + mse_ir·MSE(F,IR) + grad·G(F; Y, IR) + intensity·L1(F, max(Y, IR))
+    + background·mean((1 - s)|F - Y|) + targets·mean(s|F - max(Y, IR)|) (s: IR saliency)
+    + out_of_range·mean(relu(-F) + relu(F - 1)). Returns every term and 'total'.
+
+    The defaults are SAGE's student source terms (3, 2, 9, no intensity term, raw output).
+    ``clamp``: the pixel and gradient terms see F clamped to [0, 1], the image inference writes (the
+    network ends in Tanh, [-1, 1]); without it the loss can be satisfied by detail below 0 that the
+    clamp at inference erases. The out-of-range term is what still pulls clamped pixels back.
+    """
+    seen = fused.clamp(0.0, 1.0) if clamp else fused
     terms = {
-        "mse_vis": F.mse_loss(fused, vis_y),
-        "mse_ir": F.mse_loss(fused, ir),
-        "grad": max_gradient_loss(fused, vis_y, ir),
+        "mse_vis": F.mse_loss(seen, vis_y),
+        "mse_ir": F.mse_loss(seen, ir),
+        "grad": max_gradient_loss(seen, vis_y, ir),
+        "intensity": intensity_loss(seen, vis_y, ir),
+        "out_of_range": out_of_range_loss(fused),
     }
-    terms["total"] = 3.0 * terms["mse_vis"] + 2.0 * terms["mse_ir"] + 9.0 * terms["grad"]
+    terms["background"], terms["targets"] = salient_intensity_losses(seen, vis_y, ir)
+    weights = {"mse_vis": mse_vis, "mse_ir": mse_ir, "grad": grad, "intensity": intensity, "background": background,
+               "targets": targets, "out_of_range": out_of_range}
+    terms["total"] = sum(weights[k] * terms[k] for k in weights)
     return terms
 
 

@@ -9,7 +9,7 @@ import cv2
 import numpy as np
 
 from sage_edge.atomic import check_writable, check_writable_dir
-from sage_edge.commands.options import backend_option, model_option
+from sage_edge.commands.options import backend_option, border_pad_option, model_option
 from sage_edge.errors import SageEdgeError
 from sage_edge.imageio import check_writable_extension, read_pair, write_image
 from sage_edge.pairs import resolve_pairs, unpaired_note
@@ -60,6 +60,7 @@ def register_pair(ir, vis, search: float):
               help="Fuse the demo pair shipped in the package (MSRS 00858N, a night street; MIT) instead of IR VIS.")
 @model_option
 @backend_option
+@border_pad_option
 @click.option("--resize", is_flag=True, help="Resize IR to the visible size instead of failing on a mismatch.")
 @click.option("--ext", default=".png", show_default=True, help="Output extension for directory outputs.")
 @click.option("--homography", type=click.Path(path_type=Path),
@@ -70,8 +71,9 @@ def register_pair(ir, vis, search: float):
               help="auto: refine each pair's alignment (IR warped onto the visible image) and print the correction.")
 @click.option("--register-range", type=click.FloatRange(0.0, 0.5, min_open=True), default=0.03, show_default=True,
               help="--register auto: largest correction searched, as a fraction of the image width.")
-def fuse(ir: Path | None, vis: Path | None, output: Path, demo: bool, model: str, backend: str, resize: bool,
-         ext: str, homography: Path | None, no_crop: bool, register: str, register_range: float) -> None:
+def fuse(ir: Path | None, vis: Path | None, output: Path, demo: bool, model: str, backend: str,
+         border_pad: int | None, resize: bool, ext: str, homography: Path | None, no_crop: bool, register: str,
+         register_range: float) -> None:
     """Fuse an IR/visible pair, or directories of pairs matched by file stem.
 
     IR and VIS are two image files, two directories (ir/ and vis/, or SAGE's Ir/ and Vis/),
@@ -115,7 +117,7 @@ def fuse(ir: Path | None, vis: Path | None, output: Path, demo: bool, model: str
         registration = Registration(load_homography(homography), crop=not no_crop)
     model_path = resolve_model_for_backend(model, backend)
     failed: list[str] = []
-    with open_backend(model_path, backend) as engine:
+    with open_backend(model_path, backend, border_pad=border_pad) as engine:
         fuser = Fuser(engine)
         from tqdm import tqdm
 

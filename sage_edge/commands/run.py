@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from sage_edge.commands.options import border_pad_option
 from sage_edge.errors import SageEdgeError
 
 RUN_BACKENDS = ("auto", "tensorrt", "onnxruntime", "openvino")
@@ -86,6 +87,7 @@ def rtsp_credentials_from_file(outputs: tuple[str, ...], path: Path | None):
 @click.option("--vis-fps", type=click.FloatRange(min=0.0, min_open=True), help="Visible camera frame rate (csi/v4l2; image sequences).")
 @click.option("--ir-fps", type=click.FloatRange(min=0.0, min_open=True),
               help="IR camera frame rate (csi/v4l2; image sequences, e.g. 9 for a FLIR Lepton's frames).")
+@border_pad_option
 @click.option("--quiet", "-q", is_flag=True,
               help=f"Print only the summary (no status line every {STATUS_INTERVAL_S:g} s on stderr).")
 @click.option("--http-credentials", type=click.Path(path_type=Path), metavar="FILE",
@@ -101,7 +103,7 @@ def rtsp_credentials_from_file(outputs: tuple[str, ...], path: Path | None):
 def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str, ...], homography: Path | None,
         no_crop: bool, register: str | None, register_interval: float, max_skew_ms: float | None, ir_format: str, smoothing: float, frames: int | None,
         duration: float | None, layout: str, overlay: bool, loop: bool, vis_size: str | None,
-        vis_fps: float | None, ir_fps: float | None, quiet: bool, http_credentials: Path | None,
+        vis_fps: float | None, ir_fps: float | None, border_pad: int | None, quiet: bool, http_credentials: Path | None,
         http_max_viewers: int, reconnect_timeout: float, rtsp_credentials: Path | None) -> None:
     """Fuse two live cameras (or files): pair frames by time, register, fuse, stream.
 
@@ -124,7 +126,7 @@ def run(ir_uri: str, vis_uri: str, model: str, backend: str, outputs: tuple[str,
         layout=layout, overlay=overlay, loop=loop, vis_size=parse_size(vis_size), vis_fps=vis_fps,
         smoothing=smoothing, log=log, ir_fps=ir_fps, status_interval_s=None if quiet else STATUS_INTERVAL_S,
         http=http, reconnect_timeout=reconnect_timeout, rtsp_credentials=rtsp_auth, register=register,
-        register_interval=register_interval,
+        register_interval=register_interval, border_pad=border_pad,
     )
     if not outputs:
         click.echo("note: no --output given; fusing without writing anything (add -o file://out.mp4 or http://@:8080)",

@@ -14,17 +14,24 @@ def train() -> None:
 @train.command("source")
 @click.option("--data", required=True, type=click.Path(exists=True, file_okay=False), help="Dataset root (ir/+vis/).")
 @click.option("--out", required=True, type=click.Path(file_okay=False), help="Run directory.")
-@click.option("--steps", default=3000, show_default=True)
-@click.option("--batch-size", default=4, show_default=True)
-@click.option("--seed", default=2, show_default=True)
-@click.option("--threads", default=0, show_default=True, help="torch threads (0: default).")
-def train_source_command(data: str, out: str, steps: int, batch_size: int, seed: int, threads: int) -> None:
-    """Train the student on SAGE's source loss terms only (no teacher, no SAM)."""
+@click.option("--recipe", default="default", show_default=True, type=click.Choice(["default", "sage"]),
+              help="default: the bundled default model's recipe. sage: SAGE's student source terms only.")
+@click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
+              help="JSON file of SourceTrainConfig fields (over the recipe).")
+@click.option("--steps", default=None, type=int, help="Training steps [recipe: 3000].")
+@click.option("--batch-size", default=None, type=int, help="Batch size [recipe: 4].")
+@click.option("--seed", default=None, type=int, help="Seed [recipe: 2].")
+@click.option("--threads", default=None, type=int, help="torch threads (0: torch's default).")
+@click.option("--no-progress", is_flag=True)
+def train_source_command(data: str, out: str, recipe: str, config_file: str | None, steps: int | None,
+                         batch_size: int | None, seed: int | None, threads: int | None, no_progress: bool) -> None:
+    """Train the student on source loss terms only (no teacher, no SAM); see docs/training.md."""
     check_writable_dir(out)
-    from sage_edge.train.source_training import SourceTrainConfig, train_source
+    from sage_edge.train.source_training import make_source_config, train_source
 
-    path = train_source(SourceTrainConfig(data=data, out=out, steps=steps, batch_size=batch_size, seed=seed,
-                                          threads=threads))
+    config = make_source_config(recipe, config_file, data=data, out=out, steps=steps, batch_size=batch_size,
+                                seed=seed, threads=threads)
+    path = train_source(config, progress=not no_progress)
     click.echo(f"wrote {path}")
 
 

@@ -9,18 +9,21 @@ import torch
 from torch import nn
 
 from sage_edge import colour
+from sage_edge.models.border import DEFAULT_BORDER_PAD, as_amount, crop_borders, pad_borders
 from sage_edge.models.student import StudentNet
 
 
 class FusedLuminance(nn.Module):
-    """The bare network, image only: (vis_y, ir) in [0, 1], N x 1 x H x W -> fused Y."""
+    """The bare network, image only: (vis_y, ir) in [0, 1], N x 1 x H x W -> fused Y (border padding as below)."""
 
-    def __init__(self, student: StudentNet) -> None:
+    def __init__(self, student: StudentNet, border_pad: int = DEFAULT_BORDER_PAD) -> None:
         super().__init__()
         self.student = student
+        self.border_pad = int(border_pad)
 
-    def forward(self, vis_y: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
-        return self.student(vis_y, ir)[0]
+    def forward(self, vis_y: torch.Tensor, ir: torch.Tensor, border_pad: torch.Tensor | None = None) -> torch.Tensor:
+        amount = as_amount(self.border_pad) if border_pad is None else border_pad
+        return crop_borders(self.student(pad_borders(vis_y, amount), pad_borders(ir, amount))[0], amount)
 
 
 class EndToEndFusion(nn.Module):
@@ -28,13 +31,20 @@ class EndToEndFusion(nn.Module):
 
     ir: 1 x H x W x 1 uint8, vis: 1 x H x W x 3 uint8 BGR
     -> fused: 1 x H x W x 3 uint8 BGR, fused_y: 1 x H x W x 1 uint8
+
+    The network sees its inputs mirrored by ``border_pad`` pixels on each side and its output is cropped
+    back (``sage_edge.models.border``). ``forward``'s optional ``border_pad`` (int64, shape [1]) overrides
+    the amount; export traces it as the graph input of that name.
     """
 
-    def __init__(self, student: StudentNet) -> None:
+    def __init__(self, student: StudentNet, border_pad: int = DEFAULT_BORDER_PAD) -> None:
         super().__init__()
         self.student = student
+        self.border_pad = int(border_pad)
 
-    def forward(self, ir: torch.Tensor, vis: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, ir: torch.Tensor, vis: torch.Tensor,
+                border_pad: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        amount = as_amount(self.border_pad) if border_pad is None else border_pad
         # Cast before anything else: TensorRT's ONNX parser accepts uint8 only on graph inputs that feed a
         # Cast directly (onnx-tensorrt 8.6-GA onward, ModelImporter.cpp, "TensorRT does not support UINT8
         # types for intermediate tensors"), so the uint8 inputs must not meet a Transpose first.
@@ -48,7 +58,9 @@ class EndToEndFusion(nn.Module):
         b, g, r = (_plane(vis_levels[..., c:c + 1]) for c in range(3))
         y, cr, cb = colour.luma_chroma_planes(b, g, r, floor=torch.floor)
         offsets = colour.chroma_offsets(cr, cb)
-        fused_y = self.student(colour.to_unit(y), colour.to_unit(ir_levels))[0]
+        fused_y = self.student(pad_borders(colour.to_unit(y), amount),
+                               pad_borders(colour.to_unit(ir_levels), amount))[0]
+        fused_y = crop_borders(fused_y, amount)
         out_b, out_g, out_r, grey = colour.fused_levels(fused_y, (*offsets, 0.5), floor=torch.floor)
         bgr = torch.cat([out_b, out_g, out_r], dim=1).permute(0, 2, 3, 1)  # N x H x W x 3: one Transpose
         return bgr.to(torch.uint8), _channels_last(grey).to(torch.uint8)

@@ -23,7 +23,7 @@ class TorchBackend(Backend):
 
         return True
 
-    def __init__(self, model_path: str | os.PathLike, device: str = "cpu") -> None:
+    def __init__(self, model_path: str | os.PathLike, device: str = "cpu", border_pad: int | None = None) -> None:
         from sage_edge.errors import SageEdgeError
 
         try:
@@ -34,12 +34,16 @@ class TorchBackend(Backend):
                 "or export to ONNX on a machine that has it"
             ) from None
         from sage_edge.models.checkpoint import load_student
+        from sage_edge.models.border import DEFAULT_BORDER_PAD
         from sage_edge.models.end_to_end import EndToEndFusion
 
         self.torch = torch
         self.device = torch.device(device)
         self.model_path = Path(model_path)
-        self.module = EndToEndFusion(load_student(model_path)).to(self.device).eval()
+        if border_pad is not None and border_pad < 0:
+            raise SageEdgeError(f"--border-pad must be 0 or more, got {border_pad}")
+        self.border_pad = DEFAULT_BORDER_PAD if border_pad is None else int(border_pad)
+        self.module = EndToEndFusion(load_student(model_path), self.border_pad).to(self.device).eval()
 
     @property
     def inputs(self) -> list[TensorSpec]:

@@ -328,6 +328,10 @@ def make(version: str, num_dla_cores: int = 2, dla_unsupported_ops: tuple[str, .
             inits = {t.name: t for t in proto.graph.initializer}
             tensors: dict[str, Tensor] = {}
             for value in proto.graph.input:
+                if value.name in inits:
+                    # onnx-tensorrt 8.5-GA..main ModelImporter.cpp importInputs: "Initializers are not really
+                    # network inputs, so they need to be excluded" (they become weights / constant layers)
+                    continue
                 dims = tuple(d.dim_value if d.HasField("dim_value") else -1 for d in value.type.tensor_type.shape.dim)
                 tensor = Tensor(value.name, to_trt[value.type.tensor_type.elem_type], dims)
                 net._inputs.append(tensor)
