@@ -134,6 +134,12 @@ def _made_for_onnxruntime(model_path: Path) -> bool:
         return False
 
 
+def frame_size(feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
+    """(height, width) of a feed: uint8 graphs take N x H x W x C, float graphs N x C x H x W."""
+    first = next(iter(feed.values()))
+    return (first.shape[1], first.shape[2]) if first.dtype == np.uint8 else (first.shape[2], first.shape[3])
+
+
 def open_backend(model_path: str | os.PathLike, backend: str = "auto", **options: object) -> Backend:
     """Open ``model_path`` with the named backend, or the natural one for its file type."""
     model_path = Path(model_path)

@@ -38,9 +38,6 @@ class Fuser:
         if ir.ndim != 2 or ir.dtype != np.uint8:
             raise SageEdgeError(f"IR must be H x W uint8, got {ir.shape} {ir.dtype}")
         check_same_size(ir, vis)
-        if min(ir.shape[:2]) < io.MIN_FRAME_SIDE:
-            raise SageEdgeError(f"the pair is {ir.shape[1]}x{ir.shape[0]}; sage-edge fuses frames of at least "
-                                f"{io.MIN_FRAME_SIDE}x{io.MIN_FRAME_SIDE} pixels")
         grey = vis.ndim == 2
         if self.io_kind == "uint8":
             return self._fuse_uint8(ir, vis, grey)

@@ -9,7 +9,7 @@ import numpy as np
 
 from sage_edge.errors import SageEdgeError
 from sage_edge.io_contract import BORDER_PAD, BORDER_PAD_METADATA
-from sage_edge.runtime.backend import Backend, TensorSpec
+from sage_edge.runtime.backend import Backend, TensorSpec, frame_size
 
 # ONNX Runtime's type strings -> numpy.
 _ORT_TYPES = {
@@ -54,7 +54,8 @@ class OnnxRuntimeBackend(Backend):
         chosen = list(providers) if providers else [p for p in PREFERRED_PROVIDERS if p in available]
         options = ort.SessionOptions()
         options.intra_op_num_threads = self.threads
-        options.log_severity_level = 3  # errors only: ORT's warnings would bury our one-line errors
+        # fatal only: ORT would print its warnings and errors beside the one line that infer() raises for them
+        options.log_severity_level = 4
         try:
             self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=chosen)
         except Exception as exc:  # ORT raises several private exception types for bad files
@@ -103,8 +104,14 @@ class OnnxRuntimeBackend(Backend):
         names = [o.name for o in self._outputs]
         try:
             return dict(zip(names, self.session.run(names, {**feed, **self._extra_feed})))
-        except self._run_errors as exc:  # e.g. a frame too small for its border padding
-            raise SageEdgeError(f"{self.model_path}: ONNX Runtime: {str(exc).strip().splitlines()[0][:300]}") from None
+        except self._run_errors as exc:
+            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            if "Pad reflect" in message:  # mirroring needs more pixels than it mirrors (pad < side)
+                height, width = frame_size(feed)
+                raise SageEdgeError(f"{self.model_path}: a {width}x{height} frame is smaller than the border "
+                                    f"padding needs (more pixels per side than it mirrors); fuse larger frames, or "
+                                    f"pass --border-pad 0") from None
+            raise SageEdgeError(f"{self.model_path}: ONNX Runtime: {message[:300]}") from None
 
     def describe(self) -> str:
         threads = f"{self.threads} thread{'s' if self.threads != 1 else ''}"

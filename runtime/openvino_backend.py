@@ -25,7 +25,7 @@ import numpy as np
 
 from sage_edge.errors import SageEdgeError
 from sage_edge.io_contract import BORDER_PAD_METADATA
-from sage_edge.runtime.backend import Backend, TensorSpec
+from sage_edge.runtime.backend import Backend, TensorSpec, frame_size
 
 # sage-edge precision -> OpenVINO inference precision hint.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
@@ -104,6 +104,8 @@ class OpenVinoBackend(Backend):
             raise SageEdgeError(f"{self.model_path}: OpenVINO cannot read this model ({first[:200]})") from None
         if border_pad is not None:
             check_border_pad(self.model_path, model, border_pad)
+        # OpenVINO's reflect Pad does not refuse a frame smaller than it mirrors (it returns no image): check here
+        self.border_pad = built_border_pad(self.model_path, model) or 0
         self.quantized = is_quantized(model)
         if precision == "int8" and not self.quantized:
             raise SageEdgeError(f"{self.model_path}: --precision int8 needs a quantized model; make one with "
@@ -143,7 +145,16 @@ class OpenVinoBackend(Backend):
         return self._outputs
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        results = self.request.infer(dict(feed))  # copies the outputs (share_outputs=False)
+        height, width = frame_size(feed)
+        if self.border_pad and min(height, width) <= self.border_pad:
+            raise SageEdgeError(f"{self.model_path}: a {width}x{height} frame is smaller than the border padding "
+                                f"needs (more pixels per side than it mirrors); fuse larger frames, or use "
+                                f"--backend onnxruntime --border-pad 0")
+        try:
+            results = self.request.infer(dict(feed))  # copies the outputs (share_outputs=False)
+        except RuntimeError as exc:  # e.g. a frame smaller than the border padding mirrors
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise SageEdgeError(f"{self.model_path}: OpenVINO: {first[:300]}") from None
         return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
 
     def close(self) -> None:

@@ -36,9 +36,6 @@ BORDER_PAD = "border_pad"
 BORDER_PAD_METADATA = "sage_edge.border_pad"
 # Pixels mirrored on each side by default (export, and the torch backend); see sage_edge.models.border.
 DEFAULT_BORDER_PAD = 16
-# Smallest frame side fused: mirroring needs more pixels than it mirrors (Pad reflect: pad < side), and the
-# student halves the frame twice.
-MIN_FRAME_SIDE = 2 * DEFAULT_BORDER_PAD
 
 UINT8_INPUTS = (IR, VIS)
 UINT8_OUTPUTS = (FUSED, FUSED_Y)

@@ -165,3 +165,17 @@ def test_openvino_runs_the_exported_padding_and_refuses_another(synthetic_pair):
         assert np.abs(fused.astype(int) - reference.astype(int)).max() <= 1
     with pytest.raises(SageEdgeError, match=r"border padding \(16\) is fixed for OpenVINO.*--border-pad 0"):
         open_backend(model, "openvino", border_pad=0)
+
+
+@pytest.mark.parametrize("backend", ["onnxruntime", "openvino"])
+def test_frame_smaller_than_the_padding_is_one_line(backend):
+    """Reflect padding needs more pixels per side than it mirrors: ONNX Runtime refuses such a frame, OpenVINO
+    returns no image; both give the same one line."""
+    if backend == "openvino":
+        pytest.importorskip("openvino")
+    ir, vis = np.full((10, 40), 90, np.uint8), np.full((10, 40, 3), 120, np.uint8)
+    with open_backend(resolve_model("default"), backend) as opened:
+        with pytest.raises(SageEdgeError, match="a 40x10 frame is smaller than the border padding needs"):
+            Fuser(opened).fuse(ir, vis)
+    with open_backend(resolve_model("default"), "onnxruntime", border_pad=0) as opened:
+        assert Fuser(opened).fuse(ir, vis).shape == (10, 40, 3)

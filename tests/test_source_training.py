@@ -41,6 +41,18 @@ def test_salient_term_takes_hot_targets_from_ir_and_the_rest_from_visible():
     assert float(targets) == pytest.approx(16 * 0.6 / 64 ** 2, rel=0.05)
 
 
+def test_contrast_term_asks_a_target_to_stand_out_as_much_as_in_the_ir():
+    ir = torch.full((1, 1, 64, 64), 0.2)
+    ir[..., 30:34, 30:34] = 0.7  # a hot target, 0.5 above its surroundings
+    bright_background = torch.full((1, 1, 64, 64), 0.8)
+    bright_background[..., 30:34, 30:34] = 0.9  # as bright as max(Y, IR) wants, but only 0.1 above its surroundings
+    assert float(losses.target_contrast_loss(bright_background, ir)) > 0.0
+    standing_out = torch.full((1, 1, 64, 64), 0.3)
+    standing_out[..., 30:34, 30:34] = 0.85  # 0.55 above its surroundings: at least the IR's contrast
+    assert float(losses.target_contrast_loss(standing_out, ir)) == pytest.approx(0.0, abs=1e-7)
+    assert float(losses.target_contrast_loss(ir, ir)) == pytest.approx(0.0, abs=1e-7)
+
+
 def test_clamped_loss_sees_what_inference_writes():
     """clamp=True: every image term is computed on F clamped to [0, 1] (what inference writes); only the
     out-of-range term sees the raw output, and pulls it back into range."""
