@@ -60,6 +60,18 @@ def salient_intensity_losses(fused: torch.Tensor, vis_y: torch.Tensor,
     return background, targets
 
 
+def local_contrast(x: torch.Tensor) -> torch.Tensor:
+    """x minus the mean of its SALIENCY_WINDOW x SALIENCY_WINDOW neighbourhood."""
+    return x - F.avg_pool2d(x, SALIENCY_WINDOW, stride=1, padding=SALIENCY_WINDOW // 2, count_include_pad=False)
+
+
+def target_contrast_loss(fused: torch.Tensor, ir: torch.Tensor) -> torch.Tensor:
+    """mean(s·relu(c(IR) - c(F))), c = local contrast, s = IR saliency: a hot target stands out from its
+    surroundings in the fused image at least as much as in the IR (the targets term alone asks only for
+    its level, which a bright visible background around it can still swallow)."""
+    return (ir_saliency(ir) * F.relu(local_contrast(ir) - local_contrast(fused))).mean()
+
+
 def out_of_range_loss(fused: torch.Tensor) -> torch.Tensor:
     """mean(relu(-F) + relu(F - 1)): how far the raw (Tanh, [-1, 1]) output strays outside [0, 1]."""
     return (F.relu(-fused) + F.relu(fused - 1.0)).mean()
@@ -67,10 +79,11 @@ def out_of_range_loss(fused: torch.Tensor) -> torch.Tensor:
 
 def source_loss(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, mse_vis: float = 3.0, mse_ir: float = 2.0,
                 grad: float = 9.0, intensity: float = 0.0, background: float = 0.0, targets: float = 0.0,
-                out_of_range: float = 0.0, clamp: bool = False) -> dict[str, torch.Tensor]:
+                contrast: float = 0.0, out_of_range: float = 0.0, clamp: bool = False) -> dict[str, torch.Tensor]:
     """Source terms: mse_vis·MSE(F,Y) + mse_ir·MSE(F,IR) + grad·G(F; Y, IR) + intensity·L1(F, max(Y, IR))
     + background·mean((1 - s)|F - Y|) + targets·mean(s|F - max(Y, IR)|) (s: IR saliency)
-    + out_of_range·mean(relu(-F) + relu(F - 1)). Returns every term and 'total'.
+    + contrast·mean(s·relu(c(IR) - c(F))) (c: local contrast) + out_of_range·mean(relu(-F) + relu(F - 1)).
+    Returns every term and 'total'.
 
     The defaults are SAGE's student source terms (3, 2, 9, no intensity term, raw output).
     ``clamp``: the pixel and gradient terms see F clamped to [0, 1], the image inference writes (the
@@ -86,8 +99,9 @@ def source_loss(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, mse_
         "out_of_range": out_of_range_loss(fused),
     }
     terms["background"], terms["targets"] = salient_intensity_losses(seen, vis_y, ir)
+    terms["contrast"] = target_contrast_loss(seen, ir)
     weights = {"mse_vis": mse_vis, "mse_ir": mse_ir, "grad": grad, "intensity": intensity, "background": background,
-               "targets": targets, "out_of_range": out_of_range}
+               "targets": targets, "contrast": contrast, "out_of_range": out_of_range}
     terms["total"] = sum(weights[k] * terms[k] for k in weights)
     return terms
 

@@ -58,6 +58,7 @@ class SourceTrainConfig:
     intensity_weight: float = 0.0  # L1(F, max(Y, IR))
     background_weight: float = 0.0  # mean((1 - s)|F - Y|), s = IR saliency
     targets_weight: float = 0.0  # mean(s|F - max(Y, IR)|)
+    contrast_weight: float = 0.0  # mean(s·relu(c(IR) - c(F))), c = local contrast
     out_of_range_weight: float = 0.0
     clamp_output: bool = False  # the loss sees F clamped to [0, 1], as inference does
     # BatchNorm: re-estimate the statistics and freeze them after this fraction of the steps (1.0: never)
@@ -68,7 +69,8 @@ class SourceTrainConfig:
         """Keyword arguments of ``source_loss``."""
         return {"mse_vis": self.mse_vis_weight, "mse_ir": self.mse_ir_weight, "grad": self.grad_weight,
                 "intensity": self.intensity_weight, "background": self.background_weight,
-                "targets": self.targets_weight, "out_of_range": self.out_of_range_weight,
+                "targets": self.targets_weight, "contrast": self.contrast_weight,
+                "out_of_range": self.out_of_range_weight,
                 "clamp": self.clamp_output}
 
 
@@ -77,7 +79,7 @@ RECIPES = {
     # SAGE's student source terms, batch statistics to the end: the recipe of the 2024 default (crushes nights).
     "sage": SourceTrainConfig(),
     # The default model's recipe (sage_edge/assets/MODEL_CARD.md).
-    "default": SourceTrainConfig(steps=2000, mse_vis_weight=3.0, mse_ir_weight=2.0, grad_weight=9.0,
+    "default": SourceTrainConfig(steps=600, mse_vis_weight=3.0, mse_ir_weight=2.0, grad_weight=9.0,
                                  intensity_weight=1.0, background_weight=4.0, targets_weight=16.0,
                                  out_of_range_weight=10.0, clamp_output=True, freeze_bn_at=0.5),
 }

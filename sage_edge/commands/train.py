@@ -18,7 +18,7 @@ def train() -> None:
               help="default: the bundled default model's recipe. sage: SAGE's student source terms only.")
 @click.option("--config", "config_file", default=None, type=click.Path(exists=True, dir_okay=False),
               help="JSON file of SourceTrainConfig fields (over the recipe).")
-@click.option("--steps", default=None, type=int, help="Training steps [recipe: 3000].")
+@click.option("--steps", default=None, type=int, help="Training steps [recipe default: 600, sage: 3000].")
 @click.option("--batch-size", default=None, type=int, help="Batch size [recipe: 4].")
 @click.option("--seed", default=None, type=int, help="Seed [recipe: 2].")
 @click.option("--threads", default=None, type=int, help="torch threads (0: torch's default).")
