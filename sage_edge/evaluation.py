@@ -500,6 +500,21 @@ def _label_strip(text: str, width: int) -> np.ndarray:
     return strip
 
 
+def labelled_grid(rows: list[list[tuple[str, np.ndarray]]]) -> np.ndarray:
+    """Rows of (label, BGR tile) as one image: each tile under its label, 4-pixel white gaps (OpenCV only)."""
+    images = []
+    for tiles in rows:
+        columns = [np.vstack([_label_strip(text, tile.shape[1]), tile]) for text, tile in tiles]
+        gap = np.full((columns[0].shape[0], 4, 3), 255, np.uint8)
+        row = columns[0]
+        for column in columns[1:]:
+            row = np.hstack([row, gap, column])
+        images.append(row)
+    width = max(r.shape[1] for r in images)
+    padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in images]
+    return np.vstack(padded)
+
+
 def grid_image(result: EvalResult) -> np.ndarray | None:
     """IR | visible | each method, one row per sampled pair, with labels (OpenCV only)."""
     if not result.samples:
@@ -508,15 +523,8 @@ def grid_image(result: EvalResult) -> np.ndarray | None:
     for dataset, stem, ir, vis, fused in result.samples:
         tiles = [("IR " + f"{dataset}/{stem}", ir), ("visible", vis)]
         tiles += [(label, fused[label]) for label in result.labels if label in fused]
-        columns = [np.vstack([_label_strip(text, tile.shape[1]), tile]) for text, tile in tiles]
-        gap = np.full((columns[0].shape[0], 4, 3), 255, np.uint8)
-        row = columns[0]
-        for column in columns[1:]:
-            row = np.hstack([row, gap, column])
-        rows.append(row)
-    width = max(r.shape[1] for r in rows)
-    padded = [np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
-    return np.vstack(padded)
+        rows.append(tiles)
+    return labelled_grid(rows)
 
 
 def _bar_charts(result: EvalResult, out: Path) -> list[str]:

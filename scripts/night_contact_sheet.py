@@ -15,7 +15,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from sage_edge.evaluation import _label_strip, _thumbnail
+from sage_edge.evaluation import _thumbnail, labelled_grid
 from sage_edge.imageio import read_ir, read_visible, write_image
 from sage_edge.metrics import to_gray_levels
 from sage_edge.pairs import find_datasets
@@ -46,17 +46,8 @@ def main() -> None:
                 fused = fuser.fuse(ir, vis)
                 grey = to_gray_levels(fused)
                 tiles.append((f"{label}: mean {grey.mean():.0f}, {100 * np.mean(grey == 0):.0f} % at 0", fused))
-            columns = []
-            for text, image in tiles:
-                thumb = _thumbnail(image, TILE_HEIGHT)
-                columns.append(np.vstack([_label_strip(text, thumb.shape[1]), thumb]))
-            gap = np.full((columns[0].shape[0], 4, 3), 255, np.uint8)
-            row = columns[0]
-            for column in columns[1:]:
-                row = np.hstack([row, gap, column])
-            rows.append(row)
-    width = max(r.shape[1] for r in rows)
-    sheet = np.vstack([np.pad(r, ((0, 4), (0, width - r.shape[1]), (0, 0)), constant_values=255) for r in rows])
+            rows.append([(text, _thumbnail(image, TILE_HEIGHT)) for text, image in tiles])
+    sheet = labelled_grid(rows)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     write_image(Path(args.output), sheet)
     print(f"wrote {args.output} ({sheet.shape[1]}x{sheet.shape[0]})")
