@@ -13,7 +13,7 @@ from typing import Any, Dict
 
 import numpy as np
 
-from sage_edge.errors import SageEdgeError
+from sage_edge.errors import SageEdgeError, first_line
 from sage_edge.export.trt_compat import PORTABLE_OPSET
 
 
@@ -66,7 +66,7 @@ def downgrade_opset(model: Any, target: int = PORTABLE_OPSET) -> Any:
         converted.ir_version = min(converted.ir_version, minimum_ir)
         onnx.checker.check_model(converted, full_check=True)
     except Exception as exc:  # the converter raises plain RuntimeError/ValueError/ConvertError
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        first = first_line(exc)
         raise SageEdgeError(f"cannot convert opset {current} down to {target}, which TensorRT 8.5/8.6 need: "
                             f"{first}") from None
     return converted

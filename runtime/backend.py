@@ -140,6 +140,13 @@ def frame_size(feed: Mapping[str, np.ndarray]) -> tuple[int, int]:
     return (first.shape[1], first.shape[2]) if first.dtype == np.uint8 else (first.shape[2], first.shape[3])
 
 
+def frame_too_small(model_path: object, feed: Mapping[str, np.ndarray], remedy: str) -> SageEdgeError:
+    """The one line for a frame smaller than the graph's border padding mirrors (reflect needs pad < side)."""
+    height, width = frame_size(feed)
+    return SageEdgeError(f"{model_path}: a {width}x{height} frame is smaller than the border padding needs (more "
+                         f"pixels per side than it mirrors); fuse larger frames, or {remedy}")
+
+
 def open_backend(model_path: str | os.PathLike, backend: str = "auto", **options: object) -> Backend:
     """Open ``model_path`` with the named backend, or the natural one for its file type."""
     model_path = Path(model_path)

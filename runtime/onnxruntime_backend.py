@@ -7,9 +7,9 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from sage_edge.errors import SageEdgeError
+from sage_edge.errors import SageEdgeError, first_line
 from sage_edge.io_contract import BORDER_PAD, BORDER_PAD_METADATA
-from sage_edge.runtime.backend import Backend, TensorSpec, frame_size
+from sage_edge.runtime.backend import Backend, TensorSpec, frame_too_small
 
 # ONNX Runtime's type strings -> numpy.
 _ORT_TYPES = {
@@ -59,8 +59,8 @@ class OnnxRuntimeBackend(Backend):
         try:
             self.session = ort.InferenceSession(str(self.model_path), sess_options=options, providers=chosen)
         except Exception as exc:  # ORT raises several private exception types for bad files
-            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise SageEdgeError(f"{self.model_path}: not a loadable ONNX model ({first_line[:200]})") from None
+            reason = first_line(exc)
+            raise SageEdgeError(f"{self.model_path}: not a loadable ONNX model ({reason[:200]})") from None
         self._inputs = [self._spec(arg) for arg in self.session.get_inputs()]
         self._outputs = [self._spec(arg) for arg in self.session.get_outputs()]
         self._extra_feed = self._border_pad_feed(border_pad)
@@ -105,12 +105,9 @@ class OnnxRuntimeBackend(Backend):
         try:
             return dict(zip(names, self.session.run(names, {**feed, **self._extra_feed})))
         except self._run_errors as exc:
-            message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            message = first_line(exc)
             if "Pad reflect" in message:  # mirroring needs more pixels than it mirrors (pad < side)
-                height, width = frame_size(feed)
-                raise SageEdgeError(f"{self.model_path}: a {width}x{height} frame is smaller than the border "
-                                    f"padding needs (more pixels per side than it mirrors); fuse larger frames, or "
-                                    f"pass --border-pad 0") from None
+                raise frame_too_small(self.model_path, feed, "pass --border-pad 0") from None
             raise SageEdgeError(f"{self.model_path}: ONNX Runtime: {message[:300]}") from None
 
     def describe(self) -> str:

@@ -23,9 +23,9 @@ from typing import Mapping
 
 import numpy as np
 
-from sage_edge.errors import SageEdgeError
+from sage_edge.errors import SageEdgeError, first_line
 from sage_edge.io_contract import BORDER_PAD_METADATA
-from sage_edge.runtime.backend import Backend, TensorSpec, frame_size
+from sage_edge.runtime.backend import Backend, TensorSpec, frame_size, frame_too_small
 
 # sage-edge precision -> OpenVINO inference precision hint.
 PRECISION_HINTS = {"fp32": "f32", "bf16": "bf16", "fp16": "f16", "int8": "f32"}
@@ -100,7 +100,7 @@ class OpenVinoBackend(Backend):
         try:
             model = core.read_model(str(self.model_path))
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses with multi-line texts
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SageEdgeError(f"{self.model_path}: OpenVINO cannot read this model ({first[:200]})") from None
         if border_pad is not None:
             check_border_pad(self.model_path, model, border_pad)
@@ -118,7 +118,7 @@ class OpenVinoBackend(Backend):
         try:
             self.compiled = core.compile_model(model, device, config)
         except Exception as exc:
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SageEdgeError(f"{self.model_path}: OpenVINO cannot compile this model ({first[:200]})") from None
         self.request = self.compiled.create_infer_request()
         self.threads = int(self.compiled.get_property("INFERENCE_NUM_THREADS"))
@@ -145,15 +145,12 @@ class OpenVinoBackend(Backend):
         return self._outputs
 
     def infer(self, feed: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        height, width = frame_size(feed)
-        if self.border_pad and min(height, width) <= self.border_pad:
-            raise SageEdgeError(f"{self.model_path}: a {width}x{height} frame is smaller than the border padding "
-                                f"needs (more pixels per side than it mirrors); fuse larger frames, or use "
-                                f"--backend onnxruntime --border-pad 0")
+        if self.border_pad and min(frame_size(feed)) <= self.border_pad:
+            raise frame_too_small(self.model_path, feed, "use --backend onnxruntime --border-pad 0")
         try:
             results = self.request.infer(dict(feed))  # copies the outputs (share_outputs=False)
         except RuntimeError as exc:  # e.g. a frame smaller than the border padding mirrors
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            first = first_line(exc)
             raise SageEdgeError(f"{self.model_path}: OpenVINO: {first[:300]}") from None
         return {port.get_any_name(): np.asarray(value) for port, value in results.items()}
 

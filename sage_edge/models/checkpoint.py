@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 
 from sage_edge.atomic import atomic_path
-from sage_edge.errors import SageEdgeError
+from sage_edge.errors import SageEdgeError, first_line
 from sage_edge.models.student import StudentNet
 
 WEIGHT_SUFFIXES = (".pt", ".pth", ".safetensors")
@@ -63,7 +63,7 @@ def _unreadable(path: Path, exc: Exception) -> str:
     if not head.startswith(b"\x80"):  # neither a zip archive nor a pickle
         return (f"{path}: not a PyTorch checkpoint (neither torch.save's zip format nor a pickle); give a "
                 ".pt/.pth state_dict or a .safetensors file")
-    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    first = first_line(exc)
     return f"{path}: cannot read checkpoint ({first[:120]})"
 
 
