@@ -26,7 +26,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent / "tests"))
-from bench_pipeline import load_frames, resolve_onnx  # noqa: E402
+from bench_pipeline import resolve_onnx, write_frame_folders  # noqa: E402
 import http_load  # noqa: E402  (tests/http_load.py: the load client and the measuring harness)
 
 USER, PASSWORD = "bench", "load-test-only"
@@ -50,7 +50,6 @@ def main() -> int:
     args = parser.parse_args()
     if args.seconds > 600 or args.rounds > 5:
         parser.error("bounded: at most 600 s per window and 5 rounds")
-    from sage_edge.imageio import write_image
     from sage_edge.runtime.credentials import Credentials
     from sage_edge.runtime.http_output import HttpSettings
     from sage_edge.runtime.pipeline import Pipeline, parse_size
@@ -64,12 +63,10 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sage-bench-http-") as tmp:
         scratch = Path(tmp)
         model = resolve_onnx(args.model, scratch)
-        for i, (ir, vis) in enumerate(load_frames(size)):
-            write_image(scratch / "ir" / f"{i:03d}.png", ir)
-            write_image(scratch / "vis" / f"{i:03d}.png", vis)
+        ir_uri, vis_uri = write_frame_folders(scratch, size)
 
         def make_pipeline() -> Pipeline:
-            return Pipeline(f"file://{scratch}/ir", f"file://{scratch}/vis", model=str(model), backend=args.backend,
+            return Pipeline(ir_uri, vis_uri, model=str(model), backend=args.backend,
                             loop=True, duration=24 * 3600, outputs=["http://127.0.0.1:0"], http=settings,
                             log=lambda message: None)
 

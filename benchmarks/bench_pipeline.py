@@ -50,6 +50,17 @@ def load_frames(size: tuple[int, int], count: int = 8) -> list[tuple[np.ndarray,
     return pairs
 
 
+def write_frame_folders(scratch: Path, size: tuple[int, int]) -> tuple[str, str]:
+    """``load_frames(size)`` as numbered PNGs in scratch/ir and scratch/vis; returns their file:// URIs
+    (a looping file source for a pipeline under test)."""
+    from sage_edge.imageio import write_image
+
+    for i, (ir, vis) in enumerate(load_frames(size)):
+        write_image(scratch / "ir" / f"{i:03d}.png", ir)
+        write_image(scratch / "vis" / f"{i:03d}.png", vis)
+    return f"file://{scratch}/ir", f"file://{scratch}/vis"
+
+
 def resolve_onnx(spec: str | None, scratch: Path) -> Path:
     """The model to time: ``spec``, else the bundled default, else the published student exported here."""
     from sage_edge.errors import SageEdgeError

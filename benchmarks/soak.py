@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_pipeline import load_frames, resolve_onnx  # noqa: E402
+from bench_pipeline import resolve_onnx, write_frame_folders  # noqa: E402
 
 
 def rss_bytes() -> int:
@@ -42,7 +42,6 @@ def main() -> int:
     parser.add_argument("--backend", default="auto")
     parser.add_argument("--max-growth", type=float, default=5.0, help="allowed RSS growth after warm-up, %%")
     args = parser.parse_args()
-    from sage_edge.imageio import write_image
     from sage_edge.runtime.pipeline import Pipeline, parse_size
 
     warmup = args.warmup if args.warmup is not None else max(100, args.frames // 10)
@@ -52,16 +51,14 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="sage-soak-") as tmp:
         scratch = Path(tmp)
         model = resolve_onnx(args.model, scratch)
-        for i, (ir, vis) in enumerate(load_frames(size)):
-            write_image(scratch / "ir" / f"{i:03d}.png", ir)
-            write_image(scratch / "vis" / f"{i:03d}.png", vis)
+        ir_uri, vis_uri = write_frame_folders(scratch, size)
         outputs = [f"file://{scratch}/soak.avi", "http://127.0.0.1:0"]
         # one short run first: libraries open their one-time files (ONNX Runtime's telemetry db) and threads
-        Pipeline(f"file://{scratch}/ir", f"file://{scratch}/vis", model=str(model), backend=args.backend,
+        Pipeline(ir_uri, vis_uri, model=str(model), backend=args.backend,
                  loop=True, frames=20, outputs=[f"file://{scratch}/warm.avi", "http://127.0.0.1:0"],
                  log=lambda message: None).run()
         threads_before, fds_before = threading.active_count(), open_fds()
-        pipe = Pipeline(f"file://{scratch}/ir", f"file://{scratch}/vis", model=str(model), backend=args.backend,
+        pipe = Pipeline(ir_uri, vis_uri, model=str(model), backend=args.backend,
                         loop=True, frames=args.frames, outputs=outputs,
                         log=lambda message: None)
         samples: list[tuple[int, int, int, int]] = []  # frames, rss, threads, fds

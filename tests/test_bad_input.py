@@ -99,11 +99,11 @@ CASES = [
          r"use WIDTHxHEIGHT"),
     case("check-precision-without-onnx", "check-precision {model} --calib {data}",
          r"pip install 'sage-edge\[quantize\]'", base_install=True),
-    # build-engine
     # check-trt
     case("check-trt-missing-model", "check-trt {out}/none.onnx", r"no such ONNX file"),
     case("check-trt-text-as-onnx", "check-trt {text_onnx}", r"not a readable ONNX model"),
     case("check-trt-unknown-version", "check-trt {model} --trt 9", r"TensorRT 8\.5, 8\.6, 10, 11"),
+    # build-engine
     case("build-engine-missing-model", "build-engine {out}/none.onnx", r"no such ONNX file"),
     case("build-engine-weights", "build-engine {text_pt}", r"takes an ONNX model; export weights first"),
     case("build-engine-bad-output", "build-engine {model} -o {out}/m.bin", r"must end in \.engine"),
