@@ -20,13 +20,14 @@ import string
 import sys
 from pathlib import Path
 
+from sage_edge.errors import SageEdgeError
 from sage_edge.pairs import find_datasets
 
 
 def split_pairs(data: Path, out: Path, folds: int) -> dict[str, list[str]]:
     datasets = find_datasets(data)
     if not datasets:
-        raise SystemExit(f"{data}: no IR/visible pairs")
+        raise SageEdgeError(f"{data}: no IR/visible pairs")
     names = list(string.ascii_uppercase[:folds])
     members: dict[str, list[str]] = {name: [] for name in names}
     turn = 0
@@ -53,7 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not 2 <= args.folds <= 26:
         parser.error(f"--folds must be between 2 and 26, got {args.folds}")
-    members = split_pairs(args.data, args.out, args.folds)
+    try:
+        members = split_pairs(args.data, args.out, args.folds)
+    except (SageEdgeError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     for fold, pairs in members.items():
         print(f"{args.out / fold}: {len(pairs)} pairs")
     return 0

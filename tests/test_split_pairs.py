@@ -49,3 +49,13 @@ def test_bad_fold_count_is_one_line(tmp_path):
                             capture_output=True, text=True)
     assert result.returncode == 2 and "--folds must be between 2 and 26" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_missing_or_empty_data_is_one_line(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for data in (tmp_path / "missing", tmp_path / "empty"):
+        result = subprocess.run([sys.executable, str(SCRIPT), str(data), str(tmp_path / "f")],
+                                capture_output=True, text=True)
+        lines = result.stderr.strip().splitlines()
+        assert result.returncode == 1 and len(lines) == 1 and lines[0].startswith("error: ")
+        assert str(data) in lines[0]
