@@ -20,14 +20,13 @@ import string
 import sys
 from pathlib import Path
 
+from sage_edge.atomic import write_bytes_atomic
 from sage_edge.errors import SageEdgeError
 from sage_edge.pairs import find_datasets
 
 
 def split_pairs(data: Path, out: Path, folds: int) -> dict[str, list[str]]:
-    datasets = find_datasets(data)
-    if not datasets:
-        raise SageEdgeError(f"{data}: no IR/visible pairs")
+    datasets = find_datasets(data)  # one line (SageEdgeError) for a missing folder or one without pairs
     names = list(string.ascii_uppercase[:folds])
     members: dict[str, list[str]] = {name: [] for name in names}
     turn = 0
@@ -42,7 +41,7 @@ def split_pairs(data: Path, out: Path, folds: int) -> dict[str, list[str]]:
                 if link.is_symlink() or link.exists():
                     link.unlink()
                 os.symlink(image.resolve(), link)
-    (out / "folds.json").write_text(json.dumps(members, indent=1) + "\n")
+    write_bytes_atomic(out / "folds.json", (json.dumps(members, indent=1) + "\n").encode())
     return members
 
 
