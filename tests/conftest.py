@@ -35,6 +35,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
                 item.add_marker(skip)
 
 
+def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Config) -> None:
+    """README's test command runs pytest -q, which hides skip reasons: say once why a clone without the
+    shared data skips so many tests, and how to run them."""
+    skipped = [r for r in terminalreporter.stats.get("skipped", []) if SHARED_DATA_SKIP_REASON in str(r.longrepr)]
+    if skipped:
+        tests = f"{len(skipped)} test{'s' * (len(skipped) != 1)}"
+        terminalreporter.write_line(f"{tests} skipped: no shared test data at {SHARED_DATA}; set SAGE_EDGE_SHARED_DATA "
+                                    "to a copy to run them (README.md says where it comes from)")
+
+
 @pytest.fixture(scope="session")
 def shared_data() -> Path:
     return SHARED_DATA

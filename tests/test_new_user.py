@@ -6,8 +6,11 @@ from __future__ import annotations
 import ast
 import configparser
 import hashlib
+import os
 import re
 import shlex
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -400,3 +403,16 @@ def test_run_prints_a_status_line_while_it_works(demo_pair):
     silent: list[str] = []
     Pipeline(ArraySource([ir] * 5), ArraySource([vis] * 5), backend_factory=SlowEcho, log=silent.append).run()
     assert not [line for line in silent if line.startswith("run: ")]  # no interval (-q): no status lines
+
+
+def test_a_clone_without_shared_data_is_told_why_tests_skip(tmp_path):
+    """README's test command is pytest -q, which hides skip reasons; the summary still says why, in one line."""
+    missing = tmp_path / "no-shared-data"
+    env = {**os.environ, "SAGE_EDGE_SHARED_DATA": str(missing)}
+    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_zoo.py"],
+                          cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-2000:]
+    said = re.search(r"^(\d+) tests? skipped: no shared test data at (.+); set SAGE_EDGE_SHARED_DATA",
+                     done.stdout, re.M)
+    assert said and said.group(2) == str(missing), done.stdout[-2000:]
+    assert 1 <= int(said.group(1)) <= int(re.search(r"(\d+) skipped", done.stdout).group(1))
