@@ -29,18 +29,17 @@ def split_pairs(data: Path, out: Path, folds: int) -> dict[str, list[str]]:
     datasets = find_datasets(data)  # one line (SageEdgeError) for a missing folder or one without pairs
     names = list(string.ascii_uppercase[:folds])
     members: dict[str, list[str]] = {name: [] for name in names}
-    turn = 0
-    for dataset in sorted(datasets):
-        for pair in sorted(datasets[dataset], key=lambda p: p.stem):
-            fold = names[turn % folds]
-            turn += 1
-            members[fold].append(f"{dataset}/{pair.stem}")
-            for kind, image in (("ir", pair.ir), ("vis", pair.vis)):
-                link = out / fold / dataset / kind / image.name
-                link.parent.mkdir(parents=True, exist_ok=True)
-                if link.is_symlink() or link.exists():
-                    link.unlink()
-                os.symlink(image.resolve(), link)
+    in_order = [(dataset, pair) for dataset in sorted(datasets)
+                for pair in sorted(datasets[dataset], key=lambda p: p.stem)]
+    for turn, (dataset, pair) in enumerate(in_order):
+        fold = names[turn % folds]
+        members[fold].append(f"{dataset}/{pair.stem}")
+        for kind, image in (("ir", pair.ir), ("vis", pair.vis)):
+            link = out / fold / dataset / kind / image.name
+            link.parent.mkdir(parents=True, exist_ok=True)
+            if link.is_symlink() or link.exists():
+                link.unlink()
+            os.symlink(image.resolve(), link)
     write_bytes_atomic(out / "folds.json", (json.dumps(members, indent=1) + "\n").encode())
     return members
 
