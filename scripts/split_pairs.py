@@ -21,7 +21,7 @@ import sys
 from pathlib import Path
 
 from sage_edge.atomic import write_bytes_atomic
-from sage_edge.errors import SageEdgeError
+from sage_edge.errors import SageEdgeError, first_line
 from sage_edge.pairs import find_datasets
 
 
@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         members = split_pairs(args.data, args.out, args.folds)
     except (SageEdgeError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {first_line(exc)}", file=sys.stderr)
         return 1
     for fold, pairs in members.items():
         print(f"{args.out / fold}: {len(pairs)} pairs")
