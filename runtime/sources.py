@@ -40,7 +40,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from sage_edge.errors import SageEdgeError
+from sage_edge.errors import SageEdgeError, first_line
 from sage_edge.imageio import IMAGE_EXTENSIONS, read_image
 
 SCHEMES = ("csi://", "v4l2://", "rtsp://", "rtsps://", "file://", "gst://")
@@ -538,7 +538,7 @@ class SourceThread(threading.Thread):
             try:
                 self.source.open()
             except Exception as exc:  # still gone: keep trying
-                reason = _first_line(exc).replace(f"{self.source.uri}: ", "")
+                reason = first_line(exc).replace(f"{self.source.uri}: ", "")
                 if reason != logged_reason or time.monotonic() - logged_at >= LOG_EVERY_S:
                     self.log(f"{self.role}: {self.source.uri} still unavailable ({reason}); retrying")
                     logged_at, logged_reason = time.monotonic(), reason
@@ -587,8 +587,3 @@ class SourceThread(threading.Thread):
             except Exception:
                 pass
             self.sink(None)
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc)
-    return text.splitlines()[0] if text else type(exc).__name__
