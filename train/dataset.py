@@ -63,22 +63,13 @@ class SeededAlignedCrops(Dataset):
 
     Subclasses hold their sources (lists of same-size H x W[...] arrays) and call ``_draw``, which returns
     the chosen source and a function cutting that window (flipped when drawn) out of any of its arrays.
-
-    ``scale_min`` < 1 zooms out: each draw takes a window 1/s times the crop, s log-uniform in
-    [scale_min, 1] (no smaller than the source allows), and shrinks it to the crop with area averaging, as
-    a camera farther away or with fewer pixels would see the scene. At 1 (the default) no scale is drawn,
-    so the draws are those of a run made before the option existed.
     """
 
-    def __init__(self, crop_hw: tuple[int, int], samples_per_epoch: int, seed: int, hflip: bool,
-                 scale_min: float = 1.0) -> None:
-        if not 0.0 < scale_min <= 1.0:
-            raise SageEdgeError(f"scale_min must be in (0, 1], got {scale_min}")
+    def __init__(self, crop_hw: tuple[int, int], samples_per_epoch: int, seed: int, hflip: bool) -> None:
         self.crop_hw = crop_hw
         self.samples_per_epoch = samples_per_epoch
         self.seed = seed
         self.hflip = hflip
-        self.scale_min = scale_min
         self.epoch = 0
 
     def set_epoch(self, epoch: int) -> None:
@@ -92,17 +83,11 @@ class SeededAlignedCrops(Dataset):
         source = sources[rng.integers(len(sources))]
         h, w = height_width(source)
         ch, cw = self.crop_hw
-        wh, ww = ch, cw  # the window cut from the source; the crop when not zooming out
-        if self.scale_min < 1.0:
-            scale = max(float(np.exp(rng.uniform(np.log(self.scale_min), 0.0))), ch / h, cw / w)
-            wh, ww = min(h, round(ch / scale)), min(w, round(cw / scale))
-        top, left = rng.integers(h - wh + 1), rng.integers(w - ww + 1)
+        top, left = rng.integers(h - ch + 1), rng.integers(w - cw + 1)
         flip = self.hflip and rng.random() < 0.5
 
-        def cut(array: np.ndarray, interpolation: int = cv2.INTER_AREA) -> np.ndarray:
-            window = array[top : top + wh, left : left + ww]
-            if (wh, ww) != (ch, cw):
-                window = cv2.resize(window, (cw, ch), interpolation=interpolation)
+        def cut(array: np.ndarray) -> np.ndarray:
+            window = array[top : top + ch, left : left + cw]
             return np.ascontiguousarray(window[:, ::-1] if flip else window)
 
         return source, cut
@@ -112,8 +97,8 @@ class RandomCropPairs(SeededAlignedCrops):
     """Yields (vis_y, ir), each 1 x crop_h x crop_w, aligned crop and flip; ``samples_per_epoch`` draws."""
 
     def __init__(self, pairs: list[LoadedPair], crop_hw: tuple[int, int], samples_per_epoch: int, seed: int = 0,
-                 hflip: bool = True, scale_min: float = 1.0) -> None:
-        super().__init__(crop_hw, samples_per_epoch, seed, hflip, scale_min)
+                 hflip: bool = True) -> None:
+        super().__init__(crop_hw, samples_per_epoch, seed, hflip)
         self.planes = [cover_crop([p.vis_y, p.ir], crop_hw) for p in pairs]
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -196,7 +181,7 @@ class RandomCropDistill(SeededAlignedCrops):
         (planes, nearest), cut = self._draw(index, self.items, lambda item: item[0][0].shape)
         t = torch.from_numpy
         vis_y, ir, cr, cb = (t(cut(p))[None] for p in planes)
-        masks_vis, masks_ir, label = (cut(a, cv2.INTER_NEAREST) for a in nearest)
+        masks_vis, masks_ir, label = (cut(a) for a in nearest)
         return {"vis_y": vis_y, "ir": ir, "cr": cr, "cb": cb,
                 "masks_vis": t(masks_vis.transpose(2, 0, 1)).float(), "masks_ir": t(masks_ir.transpose(2, 0, 1)).float(),
                 "label": t(label).long()}

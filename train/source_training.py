@@ -47,7 +47,6 @@ class SourceTrainConfig:
     batch_size: int = 4
     crop_height: int = 192
     crop_width: int = 256
-    scale_min: float = 1.0  # < 1: zoom-out augmentation, crops shrunk by a factor in [scale_min, 1] (dataset.py)
     lr: float = 2e-3  # SAGE's student learning rate
     lr_min: float = 1e-5  # cosine schedule floor
     seed: int = 2
@@ -131,8 +130,7 @@ def train_source(config: SourceTrainConfig, progress: bool = True) -> Path:
 
     pairs = [load_pair(p) for p in dataset_pairs(config.data)]
     crop = (config.crop_height, config.crop_width)
-    samples = RandomCropPairs(pairs, crop, samples_per_epoch=config.steps * config.batch_size, seed=config.seed,
-                              scale_min=config.scale_min)
+    samples = RandomCropPairs(pairs, crop, samples_per_epoch=config.steps * config.batch_size, seed=config.seed)
     loader = DataLoader(samples, batch_size=config.batch_size, shuffle=False, num_workers=0, drop_last=True)
     freeze_step = round(config.freeze_bn_at * config.steps) if config.freeze_bn_at < 1.0 else None
 
@@ -147,7 +145,7 @@ def train_source(config: SourceTrainConfig, progress: bool = True) -> Path:
     for step, (vis_y, ir) in enumerate(bar, start=1):
         if step - 1 == freeze_step:
             calibration = RandomCropPairs(pairs, crop, config.bn_calibration_batches * config.batch_size,
-                                          seed=config.seed + 1, scale_min=config.scale_min)
+                                          seed=config.seed + 1)
             calibrate_batchnorm(student, DataLoader(calibration, batch_size=config.batch_size))
             student.eval()  # from here on the loss sees the inference network
         fused = student(vis_y, ir)[0]
