@@ -46,8 +46,8 @@ def ir_saliency(ir: torch.Tensor) -> torch.Tensor:
     return ((ir - local) / SALIENCY_CONTRAST).clamp(0.0, 1.0)
 
 
-def salient_intensity_losses(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor,
-                             vis_valid: torch.Tensor | float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+def salient_intensity_losses(fused: torch.Tensor, vis_y: torch.Tensor,
+                             ir: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(background, targets): mean((1 - s)·|F - Y|) and mean(s·|F - max(Y, IR)|), s = IR saliency.
 
     Hot targets as bright as in the IR, the rest as in the visible image. Unlike max(Y, IR) everywhere this
@@ -55,7 +55,7 @@ def salient_intensity_losses(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch
     lifts the surroundings of a target, so a target stands out against the visible background.
     """
     saliency = ir_saliency(ir)
-    background = (vis_valid * (1.0 - saliency) * (fused - vis_y).abs()).mean()
+    background = ((1.0 - saliency) * (fused - vis_y).abs()).mean()
     targets = (saliency * (fused - torch.maximum(vis_y, ir)).abs()).mean()
     return background, targets
 
@@ -79,8 +79,7 @@ def out_of_range_loss(fused: torch.Tensor) -> torch.Tensor:
 
 def source_loss(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, mse_vis: float = 3.0, mse_ir: float = 2.0,
                 grad: float = 9.0, intensity: float = 0.0, background: float = 0.0, targets: float = 0.0,
-                contrast: float = 0.0, out_of_range: float = 0.0, clamp: bool = False,
-                vis_clip: float | None = None) -> dict[str, torch.Tensor]:
+                contrast: float = 0.0, out_of_range: float = 0.0, clamp: bool = False) -> dict[str, torch.Tensor]:
     """Source terms: mse_vis·MSE(F,Y) + mse_ir·MSE(F,IR) + grad·G(F; Y, IR) + intensity·L1(F, max(Y, IR))
     + background·mean((1 - s)|F - Y|) + targets·mean(s|F - max(Y, IR)|) (s: IR saliency)
     + contrast·mean(s·relu(c(IR) - c(F))) (c: local contrast) + out_of_range·mean(relu(-F) + relu(F - 1)).
@@ -90,19 +89,16 @@ def source_loss(fused: torch.Tensor, vis_y: torch.Tensor, ir: torch.Tensor, mse_
     ``clamp``: the pixel and gradient terms see F clamped to [0, 1], the image inference writes (the
     network ends in Tanh, [-1, 1]); without it the loss can be satisfied by detail below 0 that the
     clamp at inference erases. The out-of-range term is what still pulls clamped pixels back.
-    ``vis_clip``: visible pixels at or above it are clipped (saturated), a floor on the scene's brightness
-    rather than a measure of it, so the terms that pull F towards Y (mse_vis, background) leave them out.
     """
     seen = fused.clamp(0.0, 1.0) if clamp else fused
-    vis_valid = (vis_y < vis_clip).to(vis_y) if vis_clip is not None else 1.0
     terms = {
-        "mse_vis": (vis_valid * (seen - vis_y) ** 2).mean(),
+        "mse_vis": F.mse_loss(seen, vis_y),
         "mse_ir": F.mse_loss(seen, ir),
         "grad": max_gradient_loss(seen, vis_y, ir),
         "intensity": intensity_loss(seen, vis_y, ir),
         "out_of_range": out_of_range_loss(fused),
     }
-    terms["background"], terms["targets"] = salient_intensity_losses(seen, vis_y, ir, vis_valid)
+    terms["background"], terms["targets"] = salient_intensity_losses(seen, vis_y, ir)
     terms["contrast"] = target_contrast_loss(seen, ir)
     weights = {"mse_vis": mse_vis, "mse_ir": mse_ir, "grad": grad, "intensity": intensity, "background": background,
                "targets": targets, "contrast": contrast, "out_of_range": out_of_range}

@@ -61,7 +61,6 @@ class SourceTrainConfig:
     contrast_weight: float = 0.0  # mean(s·relu(c(IR) - c(F))), c = local contrast
     out_of_range_weight: float = 0.0
     clamp_output: bool = False  # the loss sees F clamped to [0, 1], as inference does
-    vis_clip: float | None = None  # visible pixels at or above this are saturated: no pull towards Y (losses.py)
     # BatchNorm: re-estimate the statistics and freeze them after this fraction of the steps (1.0: never)
     freeze_bn_at: float = 1.0
     bn_calibration_batches: int = 64
@@ -72,7 +71,7 @@ class SourceTrainConfig:
                 "intensity": self.intensity_weight, "background": self.background_weight,
                 "targets": self.targets_weight, "contrast": self.contrast_weight,
                 "out_of_range": self.out_of_range_weight,
-                "clamp": self.clamp_output, "vis_clip": self.vis_clip}
+                "clamp": self.clamp_output}
 
 
 # `sage-edge train source --recipe NAME`: named configs, overridable by --config and options.
